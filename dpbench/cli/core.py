@@ -1,0 +1,80 @@
+"""`dpbench samplers` and `dpbench generate`."""
+
+from __future__ import annotations
+
+import time
+from typing import List, Optional
+
+import typer
+
+from . import app
+
+
+def parse_params(pairs: list[str] | None) -> dict[str, str]:
+    """``["k=v", ...]`` -> dict; values stay strings and are typed by the sampler registry."""
+    out: dict[str, str] = {}
+    for pair in pairs or []:
+        for item in pair.split(","):
+            key, sep, value = item.partition("=")
+            if not sep or not key.strip():
+                raise typer.BadParameter(f"expected key=value, got {item!r}")
+            out[key.strip()] = value.strip()
+    return out
+
+
+@app.command()
+def samplers() -> None:
+    """List registered samplers and their parameters with defaults.
+
+    Example: dpbench samplers
+    """
+    from ..samplers import available, sampler_class
+    from ..samplers.registry import sampler_params
+
+    for name in available():
+        cls = sampler_class(name)
+        aliases = f" (aliases: {', '.join(cls.aliases)})" if getattr(cls, "aliases", ()) else ""
+        doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
+        typer.echo(f"{name}{aliases}\n    {doc}")
+        params = ", ".join(f"{k}={v!r}" for k, v in sampler_params(name).items())
+        typer.echo(f"    params: {params}")
+
+
+@app.command()
+def generate(
+    prompt: str = typer.Argument(..., help="The user message (the chat template is applied if the tokenizer has one)."),
+    model: str = typer.Option("tiny-arith", "--model", "-m", help="Preset, local directory or hub id."),
+    sampler: str = typer.Option("dparallel", "--sampler", "-s", help="Sampler name (see `dpbench samplers`)."),
+    param: Optional[List[str]] = typer.Option(None, "--param", "-p", help="Sampler parameter k=v (repeatable)."),
+    device: Optional[str] = typer.Option(None, help="cuda, mps or cpu (default: best available)."),
+    dtype: Optional[str] = typer.Option(None, help="bf16, fp16 or fp32 (default: bf16 on GPU, fp32 on CPU)."),
+    trust_remote_code: bool = typer.Option(False, help="Use the checkpoint's own modeling code."),
+) -> None:
+    """Decode one prompt and print the answer, NFE, tokens per forward and seconds.
+
+    Example: dpbench generate "What is 3 + 4 + 5?" --model tiny-arith --sampler dparallel -p threshold=0.5
+    """
+    import torch
+
+    from ..models import load_model
+    from ..samplers import get_sampler
+    from ..textutil import answer_token_count
+
+    try:
+        smp = get_sampler(sampler, **parse_params(param))
+        lm, tok = load_model(model, device=device, dtype=dtype, trust_remote_code=trust_remote_code, verbose=True)
+    except (ValueError, OSError) as err:
+        raise typer.BadParameter(str(err)) from None
+    text = prompt
+    if getattr(tok, "chat_template", None):
+        text = tok.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=False)
+    ids = tok(text, return_tensors="pt", add_special_tokens=False).input_ids
+    t0 = time.perf_counter()
+    out = smp.generate(lm, ids)
+    if lm.device.type == "cuda":
+        torch.cuda.synchronize()
+    secs = time.perf_counter() - t0
+    n_tok = answer_token_count(out.answers[0], lm.eos_token_ids)
+    nfe = int(out.nfe[0])
+    typer.echo(tok.decode(out.answers[0, :n_tok], skip_special_tokens=True))
+    typer.echo(f"--\nsampler={smp!r}\nnfe={nfe} answer_tokens={n_tok} tokens_per_forward={n_tok / nfe:.2f} seconds={secs:.3f}")

@@ -1,0 +1,75 @@
+"""`DiffusionLM`: one interface for every masked diffusion LM a sampler can drive."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+
+class DiffusionLM:
+    """Wraps a torch module whose ``forward(input_ids, ...)`` returns ``.logits`` (B, L, V).
+
+    ``logits(input_ids, attention_mask)`` returns logits aligned so that
+    ``logits[:, i]`` predicts token i. For ``shift_logits`` models (Dream, which
+    was initialised from an autoregressive model) the prediction for token i
+    sits at position i-1 and is moved into place here, so samplers never care.
+    """
+
+    def __init__(
+        self,
+        module: nn.Module,
+        *,
+        mask_id: int,
+        eos_token_ids: Sequence[int],
+        shift_logits: bool = False,
+        name: str = "",
+    ) -> None:
+        if not eos_token_ids:
+            raise ValueError("eos_token_ids must name at least one token id, got an empty sequence")
+        self.module = module
+        self.mask_id = int(mask_id)
+        self.eos_token_ids = tuple(int(t) for t in eos_token_ids)
+        self.shift_logits = bool(shift_logits)
+        self.name = name or type(module).__name__
+        params = inspect.signature(module.forward).parameters
+        self._takes_position_ids = "position_ids" in params or any(
+            p.kind is p.VAR_KEYWORD for p in params.values()
+        )
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.module.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.module.parameters()).dtype
+
+    @property
+    def eos_id(self) -> int:
+        """The id used to fill positions after the answer (the first EOS id)."""
+        return self.eos_token_ids[0]
+
+    def forward_raw(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        kwargs = {}
+        if attention_mask is not None:
+            kwargs["attention_mask"] = attention_mask
+            if self._takes_position_ids:
+                # Left padding must not shift positions: a padded row sees what it sees alone.
+                kwargs["position_ids"] = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+        return self.module(input_ids, **kwargs).logits
+
+    def logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        out = self.forward_raw(input_ids, attention_mask)
+        if self.shift_logits:
+            # Position i-1 predicts token i; position 0 has no predecessor and keeps its own row.
+            out = torch.cat([out[:, :1], out[:, :-1]], dim=1)
+        return out
+
+    def __repr__(self) -> str:
+        return (
+            f"DiffusionLM({self.name}, mask_id={self.mask_id}, eos={list(self.eos_token_ids)}, "
+            f"shift_logits={self.shift_logits}, device={self.device}, dtype={self.dtype})"
+        )

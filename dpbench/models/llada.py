@@ -1,0 +1,250 @@
+"""dpbench's built-in masked-diffusion architecture, LLaDA-style.
+
+A bidirectional Llama-like transformer (RMSNorm, RoPE, SwiGLU, no causal mask).
+Parameter names follow the published LLaDA checkpoints
+(``model.transformer.blocks.N.q_proj`` ...), and the config reads LLaDA's own
+``config.json`` keys, so the same class serves the tiny models dpbench trains
+and the real LLaDA-8B weights.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import PretrainedConfig, PreTrainedModel
+from transformers.modeling_outputs import MaskedLMOutput
+
+
+class LLaDAConfig(PretrainedConfig):
+    model_type = "llada"
+
+    def __init__(
+        self,
+        d_model: int = 4096,
+        n_layers: int = 32,
+        n_heads: int = 32,
+        n_kv_heads: int | None = None,
+        mlp_hidden_size: int = 12288,
+        vocab_size: int = 126464,
+        embedding_size: int | None = None,
+        max_sequence_length: int = 4096,
+        rope_theta: float = 500000.0,
+        rms_norm_eps: float = 1e-5,
+        weight_tying: bool = False,
+        include_bias: bool = False,
+        include_qkv_bias: bool = False,
+        block_type: str = "llama",
+        layer_norm_type: str = "rms",
+        activation_type: str = "silu",
+        rope: bool = True,
+        alibi: bool = False,
+        mask_token_id: int = 126336,
+        init_std: float = 0.02,
+        **kwargs: Any,
+    ) -> None:
+        self.d_model = d_model
+        self.n_layers = n_layers
+        self.n_heads = n_heads
+        self.n_kv_heads = n_kv_heads if n_kv_heads is not None else n_heads
+        self.mlp_hidden_size = mlp_hidden_size
+        self.vocab_size = vocab_size
+        self.embedding_size = embedding_size if embedding_size is not None else vocab_size
+        self.max_sequence_length = max_sequence_length
+        self.rope_theta = rope_theta
+        self.rms_norm_eps = rms_norm_eps
+        self.weight_tying = weight_tying
+        self.include_bias = include_bias
+        self.include_qkv_bias = include_qkv_bias
+        self.block_type = block_type
+        self.layer_norm_type = layer_norm_type
+        self.activation_type = activation_type
+        self.rope = rope
+        self.alibi = alibi
+        self.mask_token_id = mask_token_id
+        self.init_std = init_std
+        kwargs.setdefault("tie_word_embeddings", False)
+        super().__init__(**kwargs)
+
+    def validate_supported(self) -> None:
+        """Refuse LLaDA/OLMo variants this implementation does not compute."""
+        expected = {
+            "block_type": "llama",
+            "layer_norm_type": "rms",
+            "activation_type": "silu",
+            "rope": True,
+            "alibi": False,
+            "include_bias": False,
+            "include_qkv_bias": False,
+        }
+        for key, want in expected.items():
+            got = getattr(self, key)
+            if isinstance(want, str):
+                got = str(got).lower()
+            if got != want:
+                raise ValueError(
+                    f"unsupported LLaDA config: {key}={getattr(self, key)!r}; dpbench's native "
+                    f"LLaDA supports only {key}={want!r} (pass --trust-remote-code to use the "
+                    f"checkpoint's own modeling code)"
+                )
+        if self.d_model % self.n_heads:
+            raise ValueError(f"d_model must be divisible by n_heads, got {self.d_model} and {self.n_heads}")
+        if self.n_heads % self.n_kv_heads:
+            raise ValueError(f"n_heads must be a multiple of n_kv_heads, got {self.n_heads} and {self.n_kv_heads}")
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # Normalise in float32 (as LLaDA and Llama do) so bf16 weights stay stable.
+        dtype = x.dtype
+        x = x.float()
+        x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * x.to(dtype)
+
+
+def rotary_cos_sin(
+    position_ids: torch.Tensor, head_dim: int, theta: float, dtype: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos/sin tables (B, 1, L, head_dim) for rotate-half RoPE at the given positions."""
+    inv_freq = 1.0 / (
+        theta ** (torch.arange(0, head_dim, 2, device=position_ids.device, dtype=torch.float32) / head_dim)
+    )
+    freqs = position_ids.float()[..., None] * inv_freq
+    emb = torch.cat((freqs, freqs), dim=-1)[:, None]
+    return emb.cos().to(dtype), emb.sin().to(dtype)
+
+
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    x1, x2 = x.chunk(2, dim=-1)
+    return x * cos + torch.cat((-x2, x1), dim=-1) * sin
+
+
+def sdpa_mask(attention_mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
+    """(B, L) padding mask -> additive (B, 1, 1, L) mask for SDPA; None when nothing is padded.
+
+    Bidirectional: every query sees every non-pad key. Queries at pad positions
+    see the same keys; their outputs are never read.
+    """
+    if attention_mask is None or bool(attention_mask.all()):
+        return None
+    keep = attention_mask[:, None, None, :].bool()
+    return torch.zeros(keep.shape, dtype=dtype, device=keep.device).masked_fill(~keep, torch.finfo(dtype).min)
+
+
+def position_ids_from_mask(attention_mask: torch.Tensor | None, batch: int, length: int, device) -> torch.Tensor:
+    """Positions count real tokens only, so a left-padded row sees the positions it has alone."""
+    if attention_mask is None:
+        return torch.arange(length, device=device).expand(batch, length)
+    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
+class LLaDABlock(nn.Module):
+    def __init__(self, config: LLaDAConfig) -> None:
+        super().__init__()
+        d, hd = config.d_model, config.d_model // config.n_heads
+        self.n_heads, self.n_kv_heads, self.head_dim = config.n_heads, config.n_kv_heads, hd
+        self.attn_norm = RMSNorm(d, config.rms_norm_eps)
+        self.q_proj = nn.Linear(d, config.n_heads * hd, bias=False)
+        self.k_proj = nn.Linear(d, config.n_kv_heads * hd, bias=False)
+        self.v_proj = nn.Linear(d, config.n_kv_heads * hd, bias=False)
+        self.attn_out = nn.Linear(d, d, bias=False)
+        self.ff_norm = RMSNorm(d, config.rms_norm_eps)
+        self.ff_proj = nn.Linear(d, config.mlp_hidden_size, bias=False)  # gate
+        self.up_proj = nn.Linear(d, config.mlp_hidden_size, bias=False)
+        self.ff_out = nn.Linear(config.mlp_hidden_size, d, bias=False)  # down
+
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        b, n, _ = x.shape
+        h = self.attn_norm(x)
+        q = self.q_proj(h).view(b, n, self.n_heads, self.head_dim).transpose(1, 2)
+        k = self.k_proj(h).view(b, n, self.n_kv_heads, self.head_dim).transpose(1, 2)
+        v = self.v_proj(h).view(b, n, self.n_kv_heads, self.head_dim).transpose(1, 2)
+        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        if self.n_kv_heads != self.n_heads:
+            rep = self.n_heads // self.n_kv_heads
+            k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
+        a = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=False)
+        x = x + self.attn_out(a.transpose(1, 2).reshape(b, n, -1))
+        h = self.ff_norm(x)
+        return x + self.ff_out(F.silu(self.ff_proj(h)) * self.up_proj(h))
+
+
+class LLaDAModel(nn.Module):
+    """Holds ``transformer`` so parameter names match ``model.transformer.*`` in the checkpoints."""
+
+    def __init__(self, config: LLaDAConfig) -> None:
+        super().__init__()
+        config.validate_supported()
+        self.config = config
+        modules = {
+            "wte": nn.Embedding(config.embedding_size, config.d_model),
+            "blocks": nn.ModuleList(LLaDABlock(config) for _ in range(config.n_layers)),
+            "ln_f": RMSNorm(config.d_model, config.rms_norm_eps),
+        }
+        if not config.weight_tying:
+            modules["ff_out"] = nn.Linear(config.d_model, config.embedding_size, bias=False)
+        self.transformer = nn.ModuleDict(modules)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        b, n = input_ids.shape
+        t = self.transformer
+        x = t.wte(input_ids)
+        if position_ids is None:
+            position_ids = position_ids_from_mask(attention_mask, b, n, input_ids.device)
+        cos, sin = rotary_cos_sin(position_ids, self.config.d_model // self.config.n_heads, self.config.rope_theta, x.dtype)
+        mask = sdpa_mask(attention_mask, x.dtype)
+        for block in t.blocks:
+            x = block(x, cos, sin, mask)
+        x = t.ln_f(x)
+        head = t.wte.weight if self.config.weight_tying else t.ff_out.weight
+        return F.linear(x, head)
+
+
+class LLaDAModelLM(PreTrainedModel):
+    config_class = LLaDAConfig
+    base_model_prefix = "model"
+    _no_split_modules = ["LLaDABlock"]
+    _supports_sdpa = True
+
+    def __init__(self, config: LLaDAConfig) -> None:
+        super().__init__(config)
+        self.model = LLaDAModel(config)
+        self.post_init()
+
+    def _init_weights(self, module: nn.Module) -> None:
+        std = self.config.init_std
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, std=std)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, std=std)
+        elif isinstance(module, RMSNorm):
+            nn.init.ones_(module.weight)
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.model.transformer.wte
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        **_: Any,
+    ) -> MaskedLMOutput:
+        return MaskedLMOutput(logits=self.model(input_ids, attention_mask, position_ids))
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(math.prod(p.shape) for p in model.parameters())

@@ -1,0 +1,168 @@
+"""`load_model`: presets, local directories and any Hugging Face masked LM -> `DiffusionLM`."""
+
+from __future__ import annotations
+
+import difflib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from transformers import AutoConfig, AutoModelForMaskedLM, AutoTokenizer, PreTrainedTokenizerBase
+
+from .adapter import DiffusionLM
+from .llada import LLaDAModelLM, count_parameters
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+
+
+@dataclass(frozen=True)
+class Preset:
+    source: str  # hub id or local directory
+    family: str  # "llada" | "dream" | "builtin"
+    mask_id: int | None = None  # None: read from the tokenizer / config
+    eos_token_ids: tuple[int, ...] = ()  # empty: read from the tokenizer
+    aliases: tuple[str, ...] = field(default=())
+
+
+# LLaDA: EOS 126081 (<|endoftext|>) pads the answer; 126348 (<|eot_id|>) ends a turn.
+_LLADA_EOS = (126081, 126348)
+PRESETS: dict[str, Preset] = {
+    "GSAI-ML/LLaDA-8B-Instruct": Preset("GSAI-ML/LLaDA-8B-Instruct", "llada", 126336, _LLADA_EOS, ("llada",)),
+    "GSAI-ML/LLaDA-8B-Base": Preset("GSAI-ML/LLaDA-8B-Base", "llada", 126336, _LLADA_EOS, ("llada-base",)),
+    "Zigeng/dParallel-LLaDA-8B-instruct": Preset(
+        "Zigeng/dParallel-LLaDA-8B-instruct", "llada", 126336, _LLADA_EOS, ("dparallel-llada",)
+    ),
+    "Dream-org/Dream-v0-Instruct-7B": Preset("Dream-org/Dream-v0-Instruct-7B", "dream", aliases=("dream",)),
+    "Zigeng/dParallel_Dream_7B_Instruct": Preset(
+        "Zigeng/dParallel_Dream_7B_Instruct", "dream", aliases=("dparallel-dream",)
+    ),
+    "tiny-arith": Preset(str(ASSETS / "tiny-arith"), "builtin"),
+    "tiny-arith-dparallel": Preset(str(ASSETS / "tiny-arith-dparallel"), "builtin"),
+}
+_ALIASES = {alias: name for name, p in PRESETS.items() for alias in p.aliases}
+
+
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
+    """cuda > mps > cpu unless told otherwise."""
+    if device is not None:
+        return torch.device(device)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
+    """bf16 on a GPU, fp32 on the CPU, unless told otherwise."""
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype is None or dtype == "auto":
+        return torch.bfloat16 if device.type in ("cuda", "mps") else torch.float32
+    names = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp16": torch.float16,
+             "float16": torch.float16, "fp32": torch.float32, "float32": torch.float32}
+    if dtype not in names:
+        raise ValueError(f"dtype must be one of {sorted(names)} or 'auto', got {dtype!r}")
+    return names[dtype]
+
+
+def resolve_source(name_or_path: str) -> tuple[str, Preset | None]:
+    name = _ALIASES.get(name_or_path, name_or_path)
+    if name in PRESETS:
+        return PRESETS[name].source, PRESETS[name]
+    if os.path.isdir(name_or_path):
+        return name_or_path, None
+    if name_or_path.count("/") == 1 and not os.path.exists(name_or_path):
+        return name_or_path, None  # a hub id
+    close = difflib.get_close_matches(name_or_path, list(PRESETS) + list(_ALIASES), n=3)
+    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    raise ValueError(
+        f"unknown model {name_or_path!r}: not a preset, a local directory or a hub id 'org/name'{hint} "
+        f"(presets: {', '.join(PRESETS)})"
+    )
+
+
+class ModelNotFoundError(OSError):
+    """The checkpoint could not be found locally or on the hub."""
+
+
+def _hub_error(source: str, err: Exception) -> ModelNotFoundError:
+    return ModelNotFoundError(
+        f"could not load {source!r}: not a local directory and the Hugging Face Hub is unreachable "
+        f"or does not have it ({type(err).__name__}). Download it where the hub is reachable "
+        f"(`hf download {source} --local-dir DIR`) and pass the directory: --model DIR"
+    )
+
+
+def load_model(
+    name_or_path: str,
+    device: str | torch.device | None = None,
+    dtype: str | torch.dtype | None = None,
+    *,
+    trust_remote_code: bool = False,
+    verbose: bool = False,
+) -> tuple[DiffusionLM, PreTrainedTokenizerBase]:
+    """Load a masked diffusion LM and its tokenizer, wrapped as a `DiffusionLM`.
+
+    Presets (LLaDA, Dream, dParallel checkpoints, the built-in tiny models), local
+    directories and hub ids are accepted. LLaDA-family checkpoints (``model_type:
+    llada``) load into dpbench's native architecture; other masked LMs (BERT,
+    ModernBERT, ...) through ``AutoModelForMaskedLM``.
+    """
+    source, preset = resolve_source(name_or_path)
+    dev = resolve_device(device)
+    dt = resolve_dtype(dtype, dev)
+    if preset is not None and preset.family == "builtin" and not os.path.isdir(source):
+        raise ModelNotFoundError(f"built-in model {name_or_path!r} is not shipped in this install (looked in {source})")
+    try:
+        config = AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code)
+        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
+    except OSError as err:
+        raise _hub_error(source, err) from err
+
+    model_type = getattr(config, "model_type", "")
+    shift = False
+    if model_type == "llada" and not trust_remote_code:
+        module = LLaDAModelLM.from_pretrained(source, config=config, dtype=dt)
+    elif model_type.lower() == "dream" and not trust_remote_code:
+        from .dream import DreamModel  # native Dream (Qwen2 layout, bidirectional)
+
+        module = DreamModel.from_pretrained(source, config=config, dtype=dt)
+        shift = True
+    elif trust_remote_code:
+        from transformers import AutoModel
+
+        module = AutoModel.from_pretrained(source, trust_remote_code=True, dtype=dt)
+        shift = model_type.lower() == "dream"
+    else:
+        module = AutoModelForMaskedLM.from_pretrained(source, dtype=dt)
+    module.to(dev).eval()
+
+    mask_id = _first_not_none(
+        preset.mask_id if preset else None,
+        getattr(config, "mask_token_id", None),
+        tokenizer.mask_token_id,
+    )
+    if mask_id is None:
+        raise ValueError(f"{source!r} has no mask token: neither its config nor its tokenizer names one")
+    eos = preset.eos_token_ids if preset and preset.eos_token_ids else _eos_ids(config, tokenizer)
+    lm = DiffusionLM(module, mask_id=mask_id, eos_token_ids=eos, shift_logits=shift, name=name_or_path)
+    if verbose:
+        print(f"loaded {name_or_path}: {count_parameters(module) / 1e6:.1f}M parameters, {dt} on {dev}")
+    return lm, tokenizer
+
+
+def _first_not_none(*values):
+    return next((v for v in values if v is not None), None)
+
+
+def _eos_ids(config, tokenizer: PreTrainedTokenizerBase) -> tuple[int, ...]:
+    ids: list[int] = []
+    for v in (tokenizer.eos_token_id, getattr(config, "eos_token_id", None), tokenizer.sep_token_id):
+        for t in v if isinstance(v, (list, tuple)) else [v]:
+            if t is not None and t not in ids:
+                ids.append(int(t))
+    if not ids:
+        raise ValueError("the tokenizer and config name no EOS token; pass a model whose tokenizer has one")
+    return tuple(ids)

@@ -1,0 +1,21 @@
+"""Sampler registry: `get_sampler(name, **params)`, `available()`, `register_sampler`.
+
+Built-in samplers: ``baseline`` (fixed steps), ``dparallel`` (entropy
+threshold), ``confidence`` (Fast-dLLM confidence threshold).
+"""
+
+from . import baseline, threshold  # noqa: F401  (registers the built-in samplers)
+from .base import BlockConfig, BlockSampler, SamplerOutput, StepInputs, Trace
+from .registry import available, get_sampler, register_sampler, sampler_class
+
+__all__ = [
+    "BlockConfig",
+    "BlockSampler",
+    "SamplerOutput",
+    "StepInputs",
+    "Trace",
+    "available",
+    "get_sampler",
+    "register_sampler",
+    "sampler_class",
+]

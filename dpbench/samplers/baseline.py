@@ -1,0 +1,59 @@
+"""`baseline`: LLaDA's fixed-step sampler with low-confidence (or random) remasking.
+
+Each block gets ``steps / num_blocks`` steps. At step s of a block, k tokens are
+committed, where the block's masked count m is spread as evenly as possible:
+k = m // steps_per_block, plus one for the first m % steps_per_block steps.
+The paper's "few-step" row is this sampler with fewer steps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .base import BlockConfig, BlockSampler, StepInputs, top_k_per_row
+from .registry import register_sampler
+
+REMASKING = ("low_confidence", "random")
+
+
+@dataclass
+class BaselineConfig(BlockConfig):
+    steps: int = 256
+    remasking: str = "low_confidence"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.steps < 1 or self.steps % self.num_blocks:
+            raise ValueError(
+                f"steps must be a positive multiple of the block count "
+                f"({self.gen_length}/{self.block_length} = {self.num_blocks}), got {self.steps}"
+            )
+        if self.steps > self.gen_length:
+            raise ValueError(f"steps must be <= gen_length ({self.gen_length}): a step commits at least one token, got {self.steps}")
+        if self.remasking not in REMASKING:
+            raise ValueError(f"remasking must be one of {', '.join(REMASKING)}, got {self.remasking!r}")
+
+    @property
+    def steps_per_block(self) -> int:
+        return self.steps // self.num_blocks
+
+
+@register_sampler("baseline", aliases=("llada", "fixed", "few-step", "few_step"))
+class BaselineSampler(BlockSampler):
+    """Fixed steps per block; commit the k most confident (or k random) masked tokens."""
+
+    Config = BaselineConfig
+
+    def select(self, s: StepInputs) -> torch.Tensor:
+        cfg: BaselineConfig = self.config
+        spb = cfg.steps_per_block
+        # Every block starts fully masked, so m is the block length.
+        m = cfg.block_length
+        k = m // spb + (s.step < m % spb).long()
+        if cfg.remasking == "low_confidence":
+            score = s.confidence
+        else:
+            score = torch.rand(s.is_mask.shape, dtype=torch.float64, device=s.is_mask.device, generator=s.generator)
+        return top_k_per_row(score.masked_fill(~s.is_mask, float("-inf")), k)

@@ -1,0 +1,115 @@
+"""The sampler registry: names with aliases, validated params, "did you mean" on a miss.
+
+Third-party packages register samplers through the entry-point group
+``dpbench.samplers`` (``name = "pkg.module:SamplerClass"``); dpbench's own use
+the `register_sampler` decorator.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+from importlib.metadata import entry_points
+from typing import Any, Callable
+
+_REGISTRY: dict[str, type] = {}
+_ALIASES: dict[str, str] = {}
+_ENTRY_POINTS_LOADED = False
+ENTRY_POINT_GROUP = "dpbench.samplers"
+
+
+def register_sampler(name: str, *, aliases: tuple[str, ...] = ()) -> Callable[[type], type]:
+    """Class decorator: make a sampler available under ``name`` (and ``aliases``)."""
+
+    def wrap(cls: type) -> type:
+        for key in (name, *aliases):
+            if key in _REGISTRY or key in _ALIASES:
+                raise ValueError(f"sampler name {key!r} is already registered")
+        _REGISTRY[name] = cls
+        _ALIASES.update({a: name for a in aliases})
+        cls.name = name
+        cls.aliases = aliases
+        return cls
+
+    return wrap
+
+
+def _load_entry_points() -> None:
+    global _ENTRY_POINTS_LOADED
+    if _ENTRY_POINTS_LOADED:
+        return
+    _ENTRY_POINTS_LOADED = True
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name in _REGISTRY:
+            continue
+        cls = ep.load()
+        if ep.name not in _REGISTRY:  # the module may have registered itself on import
+            register_sampler(ep.name)(cls)
+
+
+def available() -> list[str]:
+    """Registered sampler names (aliases not included), sorted."""
+    _load_entry_points()
+    return sorted(_REGISTRY)
+
+
+def sampler_class(name: str) -> type:
+    _load_entry_points()
+    key = _ALIASES.get(name, name)
+    if key not in _REGISTRY:
+        choices = list(_REGISTRY) + list(_ALIASES)
+        close = difflib.get_close_matches(name, choices, n=3, cutoff=0.5)
+        hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+        raise ValueError(f"unknown sampler {name!r}{hint} (available: {', '.join(available())})")
+    return _REGISTRY[key]
+
+
+def sampler_params(name: str) -> dict[str, Any]:
+    """Parameter names of a sampler with their defaults.
+
+    Samplers built on `BlockSampler` declare them in a ``Config`` dataclass;
+    others as keyword-only arguments of ``__init__``.
+    """
+    cls = sampler_class(name)
+    if hasattr(cls, "param_defaults"):
+        return cls.param_defaults()
+    sig = inspect.signature(cls.__init__)
+    return {
+        p.name: p.default
+        for p in sig.parameters.values()
+        if p.name != "self" and p.kind is p.KEYWORD_ONLY
+    }
+
+
+def get_sampler(name: str, **params: Any):
+    """Build sampler ``name`` with ``params``; unknown names or params raise ValueError.
+
+    String values (from a command line) are converted to the type of the
+    parameter's default.
+    """
+    cls = sampler_class(name)
+    valid = sampler_params(name)
+    unknown = sorted(set(params) - set(valid))
+    if unknown:
+        raise ValueError(
+            f"unknown parameter(s) {', '.join(unknown)} for sampler {cls.name!r}; valid: {', '.join(valid)}"
+        )
+    return cls(**{k: coerce(k, v, valid[k]) for k, v in params.items()})
+
+
+def coerce(key: str, value: Any, default: Any) -> Any:
+    if not isinstance(value, str) or isinstance(default, str) or default is None:
+        return value
+    try:
+        if isinstance(default, bool):
+            low = value.lower()
+            if low not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+                raise ValueError
+            return low in ("1", "true", "yes", "on")
+        if isinstance(default, int):
+            return int(value)
+        if isinstance(default, float):
+            return float(value)
+    except ValueError:
+        raise ValueError(f"{key} must be a {type(default).__name__}, got {value!r}") from None
+    return value

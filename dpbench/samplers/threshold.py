@@ -1,0 +1,58 @@
+"""Threshold samplers: commit every masked token of the block that is certain enough.
+
+`dparallel` measures certainty by the entropy of the full softmax (commit if
+entropy <= threshold), `confidence` (Fast-dLLM) by the probability of the
+predicted token (commit if prob >= threshold). Both always commit the single
+most certain masked token, so every step makes progress.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .base import BlockConfig, BlockSampler, StepInputs, best_per_row
+from .registry import register_sampler
+
+
+@dataclass
+class EntropyThresholdConfig(BlockConfig):
+    threshold: float = 0.5
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.threshold >= 0:
+            raise ValueError(f"threshold (an entropy, in nats) must be >= 0, got {self.threshold}")
+
+
+@dataclass
+class ConfidenceThresholdConfig(BlockConfig):
+    threshold: float = 0.9
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 0 <= self.threshold <= 1:
+            raise ValueError(f"threshold (a probability) must be in [0, 1], got {self.threshold}")
+
+
+@register_sampler("dparallel", aliases=("entropy", "entropy_threshold"))
+class DParallelSampler(BlockSampler):
+    """dParallel: commit masked tokens whose entropy is <= threshold (at least the lowest one)."""
+
+    Config = EntropyThresholdConfig
+
+    def select(self, s: StepInputs) -> torch.Tensor:
+        h = s.entropy.masked_fill(~s.is_mask, float("inf"))
+        return (h <= self.config.threshold) | best_per_row(-h)
+
+
+@register_sampler("confidence", aliases=("fast-dllm", "fast_dllm", "conf"))
+class ConfidenceSampler(BlockSampler):
+    """Fast-dLLM: commit masked tokens whose confidence is >= threshold (at least the top one)."""
+
+    Config = ConfidenceThresholdConfig
+
+    def select(self, s: StepInputs) -> torch.Tensor:
+        c = s.confidence.masked_fill(~s.is_mask, float("-inf"))
+        return (c >= self.config.threshold) | best_per_row(c)
