@@ -1,0 +1,56 @@
+"""Shared fixtures: tiny random models of the built-in architecture and of a transformers masked LM."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import pytest
+import torch
+
+from dpbench.models import DiffusionLM, LLaDAConfig, LLaDAModelLM, build_char_tokenizer
+
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+@pytest.fixture(scope="session")
+def char_tokenizer():
+    return build_char_tokenizer()
+
+
+def make_tiny_llada(tokenizer, *, seed: int = 0, sharpen: float = 80.0, d_model: int = 32, n_layers: int = 2) -> LLaDAModelLM:
+    """A random built-in model whose logits are scaled up so that some positions are
+    confident and others not: thresholds then actually change what gets committed."""
+    torch.manual_seed(seed)
+    cfg = LLaDAConfig(
+        d_model=d_model, n_layers=n_layers, n_heads=4, n_kv_heads=2, mlp_hidden_size=2 * d_model,
+        vocab_size=len(tokenizer), mask_token_id=tokenizer.mask_token_id, rope_theta=10000.0,
+    )
+    model = LLaDAModelLM(cfg).eval()
+    with torch.no_grad():
+        model.model.transformer.ff_out.weight.mul_(sharpen)
+    return model
+
+
+@pytest.fixture(scope="session")
+def tiny_lm(char_tokenizer) -> DiffusionLM:
+    model = make_tiny_llada(char_tokenizer)
+    return DiffusionLM(model, mask_id=char_tokenizer.mask_token_id, eos_token_ids=[char_tokenizer.eos_token_id])
+
+
+@pytest.fixture(scope="session")
+def bert_lm(char_tokenizer) -> DiffusionLM:
+    """A transformers masked LM (BERT) with random weights, driven through the same adapter."""
+    from transformers import BertConfig, BertForMaskedLM
+
+    torch.manual_seed(1)
+    cfg = BertConfig(
+        vocab_size=len(char_tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+        intermediate_size=64, max_position_embeddings=128, pad_token_id=char_tokenizer.pad_token_id,
+    )
+    model = BertForMaskedLM(cfg).eval()
+    with torch.no_grad():
+        model.cls.predictions.decoder.weight.mul_(8.0)
+    return DiffusionLM(model, mask_id=char_tokenizer.mask_token_id, eos_token_ids=[char_tokenizer.eos_token_id])

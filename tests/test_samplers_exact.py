@@ -1,0 +1,198 @@
+"""Samplers against plainly written, one-token-at-a-time reference loops (DESIGN.md §3)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from dpbench.samplers import get_sampler
+
+
+def reference_generate(lm, prompt, kind, gen_length, block_length, steps=None, threshold=None):
+    """Batch 1, temperature 0, written for clarity, not speed."""
+    mask = lm.mask_id
+    P = prompt.shape[1]
+    x = torch.cat([prompt, torch.full((1, gen_length), mask)], dim=1)
+    nfe = 0
+    n_blocks = gen_length // block_length
+
+    def predict():
+        nonlocal nfe
+        logits = lm.logits(x)[0]
+        nfe += 1
+        no_mask = logits.clone()
+        no_mask[:, mask] = float("-inf")
+        x0 = no_mask.argmax(-1)
+        probs = torch.softmax(logits.double(), -1)
+        return x0, probs
+
+    torch.set_grad_enabled(False)
+    for b in range(n_blocks):
+        lo, hi = P + b * block_length, P + (b + 1) * block_length
+        if kind == "baseline":
+            spb = steps // n_blocks
+            m = int((x[0, lo:hi] == mask).sum())
+            quota = [m // spb + (1 if i < m % spb else 0) for i in range(spb)]
+            for i in range(spb):
+                x0, probs = predict()
+                conf = torch.full((x.shape[1],), float("-inf"), dtype=torch.float64)
+                for pos in range(lo, hi):
+                    if x[0, pos] == mask:
+                        conf[pos] = probs[pos, x0[pos]]
+                if quota[i] > 0:
+                    idx = torch.topk(conf, quota[i]).indices
+                    x[0, idx] = x0[idx]
+        else:
+            while bool((x[0, lo:hi] == mask).any()):
+                x0, probs = predict()
+                chosen, best, best_score = [], None, None
+                for pos in range(lo, hi):
+                    if x[0, pos] != mask:
+                        continue
+                    p = probs[pos]
+                    if kind == "dparallel":
+                        score = -float(-(p * torch.log(p + 1e-12)).sum())  # higher is more certain
+                        ok = -score <= threshold
+                    else:
+                        score = float(p[x0[pos]])
+                        ok = score >= threshold
+                    if ok:
+                        chosen.append(pos)
+                    if best_score is None or score > best_score:
+                        best, best_score = pos, score
+                for pos in set(chosen) | {best}:
+                    x[0, pos] = x0[pos]
+    torch.set_grad_enabled(True)
+    return x[0, P:], nfe
+
+
+SETTINGS = [
+    ("baseline", dict(gen_length=16, block_length=4, steps=16)),
+    ("baseline", dict(gen_length=16, block_length=8, steps=6)),
+    ("baseline", dict(gen_length=24, block_length=8, steps=9)),
+    ("dparallel", dict(gen_length=16, block_length=8, threshold=0.5)),
+    ("dparallel", dict(gen_length=24, block_length=8, threshold=0.8)),
+    ("confidence", dict(gen_length=16, block_length=8, threshold=0.9)),
+    ("confidence", dict(gen_length=24, block_length=4, threshold=0.8)),
+]
+PROMPTS = ["1+2=", "What is 33 + 4?", "x"]
+
+
+def _prompt(tok, text):
+    return tok(text, return_tensors="pt", add_special_tokens=False).input_ids
+
+
+@pytest.mark.parametrize("lm_name", ["tiny_lm", "bert_lm"])
+@pytest.mark.parametrize("name,params", SETTINGS)
+def test_matches_reference_loop(request, char_tokenizer, lm_name, name, params):
+    lm = request.getfixturevalue(lm_name)
+    ref_params = {k: v for k, v in params.items() if k in ("steps", "threshold")}
+    smp = get_sampler(name, **params)
+    for text in PROMPTS:
+        ids = _prompt(char_tokenizer, text)
+        want_tokens, want_nfe = reference_generate(
+            lm, ids, name, params["gen_length"], params["block_length"], **ref_params
+        )
+        out = smp.generate(lm, ids)
+        assert torch.equal(out.answers[0], want_tokens), (name, params, text)
+        assert int(out.nfe[0]) == want_nfe
+
+
+def test_thresholds_actually_bite(char_tokenizer, tiny_lm):
+    """The sharpened random model must make thresholds matter, or the exactness tests prove little."""
+    for name, thr in [("dparallel", 0.8), ("confidence", 0.8)]:
+        nfes = {
+            int(get_sampler(name, gen_length=24, block_length=8, threshold=thr).generate(tiny_lm, _prompt(char_tokenizer, t)).nfe)
+            for t in PROMPTS
+        }
+        assert any(3 < n < 24 for n in nfes), (name, nfes)
+
+
+@pytest.mark.parametrize("lm_name", ["tiny_lm", "bert_lm"])
+@pytest.mark.parametrize("name,params", SETTINGS[1:2] + SETTINGS[4:5] + SETTINGS[6:7])
+def test_batch_equals_alone(request, char_tokenizer, lm_name, name, params):
+    lm = request.getfixturevalue(lm_name)
+    texts = ["1+2=", "What is 33 + 4 + 18?", "x", "Hello there, 7*6"]
+    batch = char_tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+    assert batch.input_ids.shape[1] > len(texts[0])  # really left-padded
+    smp = get_sampler(name, **params)
+    out = smp.generate(lm, batch.input_ids, batch.attention_mask)
+    for i, text in enumerate(texts):
+        alone = smp.generate(lm, _prompt(char_tokenizer, text))
+        assert torch.equal(out.answers[i], alone.answers[0]), (i, text)
+        assert int(out.nfe[i]) == int(alone.nfe[0])
+
+
+def test_nfe_bounds(char_tokenizer, tiny_lm):
+    ids = _prompt(char_tokenizer, "What is 33 + 4?")
+    assert int(get_sampler("baseline", gen_length=32, block_length=8, steps=32).generate(tiny_lm, ids).nfe) == 32
+    for name, thr in [("dparallel", 0.5), ("confidence", 0.9)]:
+        n = int(get_sampler(name, gen_length=32, block_length=8, threshold=thr).generate(tiny_lm, ids).nfe)
+        assert 4 <= n <= 32
+    # A threshold that admits everything decodes each block in one forward.
+    admit_all = [("dparallel", math.log(len(char_tokenizer)) + 1), ("confidence", 0.0)]
+    for name, thr in admit_all:
+        out = get_sampler(name, gen_length=32, block_length=8, threshold=thr).generate(tiny_lm, ids)
+        assert int(out.nfe) == 4
+        assert not bool((out.answers == tiny_lm.mask_id).any())
+
+
+@pytest.mark.parametrize("name,params", SETTINGS)
+def test_never_commits_after_current_block(char_tokenizer, tiny_lm, name, params):
+    texts = ["1+2=", "What is 33 + 4 + 18?"]
+    batch = char_tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+    out = get_sampler(name, **params).generate(tiny_lm, batch.input_ids, batch.attention_mask, trace=True)
+    L, nb = params["block_length"], params["gen_length"] // params["block_length"]
+    steps = out.trace.step.view(len(texts), nb, L)
+    assert bool((steps >= 1).all())  # every position committed by some forward
+    # Every position of block b is committed strictly before any position of block b+1.
+    assert bool((steps[:, :-1].amax(-1) < steps[:, 1:].amin(-1)).all())
+    assert torch.equal(steps.amax((1, 2)), out.nfe)
+    assert bool((out.trace.confidence > 0).all()) and bool((out.trace.entropy >= 0).all())
+
+
+def test_temperature_is_reproducible_with_a_generator(char_tokenizer, tiny_lm):
+    ids = _prompt(char_tokenizer, "1+2=")
+    smp = get_sampler("dparallel", gen_length=16, block_length=8, temperature=1.0)
+    a = smp.generate(tiny_lm, ids, generator=torch.Generator().manual_seed(3))
+    b = smp.generate(tiny_lm, ids, generator=torch.Generator().manual_seed(3))
+    greedy = get_sampler("dparallel", gen_length=16, block_length=8).generate(tiny_lm, ids)
+    assert torch.equal(a.sequences, b.sequences)
+    assert not bool((a.answers == tiny_lm.mask_id).any())
+    different = [
+        not torch.equal(smp.generate(tiny_lm, ids, generator=torch.Generator().manual_seed(s)).answers, greedy.answers)
+        for s in range(4)
+    ]
+    assert any(different)
+
+
+def test_mask_token_is_never_committed(char_tokenizer):
+    """A model that prefers [MASK] everywhere would loop forever in the reference code."""
+    from dpbench.models import DiffusionLM
+
+    class LovesMask(torch.nn.Module):
+        def __init__(self, vocab, mask_id):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+            self.vocab, self.mask_id = vocab, mask_id
+
+        def forward(self, input_ids, attention_mask=None, **_):
+            logits = torch.zeros(*input_ids.shape, self.vocab)
+            logits[..., self.mask_id] = 50.0
+            logits[..., 10] = 5.0
+
+            class Out:
+                pass
+
+            out = Out()
+            out.logits = logits
+            return out
+
+    mid = char_tokenizer.mask_token_id
+    lm = DiffusionLM(LovesMask(len(char_tokenizer), mid), mask_id=mid, eos_token_ids=[1])
+    for name in ("baseline", "dparallel", "confidence"):
+        params = {"steps": 8} if name == "baseline" else {}
+        out = get_sampler(name, gen_length=8, block_length=4, **params).generate(lm, torch.tensor([[5, 6]]))
+        assert bool((out.answers == 10).all()), name
