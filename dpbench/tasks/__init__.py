@@ -18,7 +18,7 @@ def _load_builtin() -> None:
     # Imported lazily so `import dpbench.tasks` stays light; each module registers itself.
     import importlib
 
-    for mod in ("arith",):
+    for mod in ("arith", "gsm8k", "math", "humaneval", "mbpp", "code_arith"):
         try:
             importlib.import_module(f"{__name__}.{mod}")
         except ModuleNotFoundError as err:

@@ -1,0 +1,275 @@
+"""`DPBenchLM`: a dpbench sampler driving a diffusion LM, as an lm-evaluation-harness model.
+
+Registered as ``dpbench``. Model args: ``model`` (preset, directory or hub id),
+``sampler`` (``dpbench samplers``), any sampler parameter (``threshold=0.5``,
+``gen_length=256``, ``steps=...``), ``batch_size``, ``device``, ``dtype``,
+``chat`` (auto/true/false), ``trust_remote_code``, ``seed``, ``warmup``,
+``records_path`` (append every record to this JSONL file). With lm-eval's
+command line give the batch size as ``--batch_size N`` (it passes its own).
+
+Only generation is supported: masked diffusion samplers produce text, they do
+not score continuations, so `loglikelihood` raises `NotImplementedError`.
+
+Every request leaves a record in ``self.records`` (task, doc_id, prompt and
+answer tokens, NFE, seconds, the completion after ``until``), with the
+runner's timing rule: one warm-up batch untimed; a batch's wall-clock is split
+over its samples in proportion to their NFE. Under ``accelerate launch`` each
+process takes the requests lm-eval gives its rank; `gather_object` brings
+objects to rank 0.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import lm_eval.models  # noqa: F401  (fills lm-eval's lazy registry first; see register below)
+import torch
+from lm_eval.api.model import LM
+from lm_eval.api.registry import register_model
+
+from ..textutil import answer_token_counts
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _as_bool(value: Any, name: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    low = str(value).lower()
+    if low not in ("1", "0", "true", "false", "yes", "no"):
+        raise ValueError(f"{name} must be true or false, got {value!r}")
+    return low in ("1", "true", "yes")
+
+
+def apply_until(text: str, until: Any) -> str:
+    """Cut ``text`` at the first stop string (lm-eval's ``until``: a string or a list)."""
+    stops = [until] if isinstance(until, str) else list(until or [])
+    cut = len(text)
+    for s in stops:
+        i = text.find(s) if s else -1
+        if i != -1:
+            cut = min(cut, i)
+    return text[:cut]
+
+
+@register_model("dpbench")
+class DPBenchLM(LM):
+    """lm-eval model backed by a `DiffusionLM` and a dpbench sampler."""
+
+    def __init__(
+        self,
+        model: str = "tiny-arith",
+        sampler: Any = "dparallel",  # a name (with params below) or a sampler object
+        batch_size: int | str = 1,
+        device: str | None = None,
+        dtype: str | None = None,
+        chat: str | bool = "auto",
+        trust_remote_code: bool | str = False,
+        seed: int = 0,
+        warmup: bool | str = True,
+        records_path: str | None = None,  # also append each record to this JSONL file (rank suffix if > 1 process)
+        max_batch_size: int | None = None,  # passed by lm-eval; unused (no automatic batch size)
+        lm: Any = None,  # an already loaded DiffusionLM (then ``tokenizer`` too); ``model`` is ignored
+        tokenizer: Any = None,
+        **sampler_params: Any,
+    ) -> None:
+        super().__init__()
+        from ..samplers import get_sampler
+
+        if str(batch_size).startswith("auto"):
+            raise ValueError("batch_size=auto is not supported by dpbench; give an integer, e.g. batch_size=8")
+        self.batch_size = int(batch_size)
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        self._init_distributed(device)
+        if lm is None:
+            from ..models import load_model
+
+            lm, tokenizer = load_model(model, device=self._device, dtype=dtype,
+                                       trust_remote_code=_as_bool(trust_remote_code, "trust_remote_code"))
+            self.model_name = model
+        else:
+            if tokenizer is None:
+                raise ValueError("pass tokenizer= together with lm=")
+            self.model_name = getattr(lm, "name", "") or model
+        self.lm, self.tokenizer = lm, tokenizer
+        self._device = lm.device
+        if self.tokenizer.pad_token_id is None:  # left padding needs an id; the attention mask hides it
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        if isinstance(sampler, str):
+            self.sampler = get_sampler(sampler, **sampler_params)
+        elif sampler_params:
+            raise ValueError(f"sampler params {sorted(sampler_params)} given with a sampler object; set them on it")
+        else:
+            self.sampler = sampler  # a sampler object, e.g. from dpbench.runner.build_sampler
+        chat_mode = "auto" if str(chat).lower() == "auto" else _as_bool(chat, "chat")
+        has_template = bool(getattr(tokenizer, "chat_template", None))
+        if chat_mode is True and not has_template:
+            raise ValueError(f"chat=true but the tokenizer of {self.model_name!r} has no chat template")
+        # The tokenizer decides: a chat template is used when it has one (never the model path).
+        self.use_chat = has_template if chat_mode == "auto" else chat_mode
+        self._templated_by_lmeval = False
+        self.seed = int(seed)
+        self.warmup = _as_bool(warmup, "warmup")
+        self._warm = False
+        self.records: list[dict[str, Any]] = []
+        self.records_path = records_path
+        if records_path and self.world_size > 1:
+            self.records_path = f"{records_path}.rank{self.rank}"
+
+    # -- distributed (accelerate launch / torchrun) ---------------------------------
+    def _init_distributed(self, device: str | None) -> None:
+        import os
+        import warnings
+
+        if device and str(device).startswith("cuda") and not torch.cuda.is_available():
+            # lm-eval's command line passes cuda:0 when --device is not given.
+            warnings.warn(f"device {device!r} requested but CUDA is not available; using the best available device")
+            device = None
+        self._device = torch.device(device) if device else None
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            from accelerate import PartialState
+
+            on_cpu = not torch.cuda.is_available() or str(device).startswith("cpu")
+            state = PartialState(cpu=on_cpu)  # initialises torch.distributed (nccl on GPU, gloo on CPU)
+            self._rank, self._world_size = state.process_index, state.num_processes
+            self._device = state.device if device is None or str(device).startswith("cuda") else torch.device(device)
+
+    @property
+    def device(self) -> torch.device:
+        return self._device
+
+    def all_gather(self, tensor: torch.Tensor) -> torch.Tensor:
+        if self.world_size == 1:
+            return tensor
+        import torch.distributed as dist
+
+        tensor = tensor if tensor.dim() else tensor[None]  # lm-eval gathers 0-dim counts
+        parts = [torch.zeros_like(tensor) for _ in range(self.world_size)]
+        dist.all_gather(parts, tensor)
+        return torch.cat(parts)
+
+    def gather_object(self, obj: Any, dst: int = 0) -> list[Any] | None:
+        if self.world_size == 1:
+            return [obj]
+        import torch.distributed as dist
+
+        out = [None] * self.world_size if self.rank == dst else None
+        dist.gather_object(obj, out, dst=dst)
+        return out
+
+    def barrier(self) -> None:
+        if self.world_size > 1:
+            import torch.distributed as dist
+
+            dist.barrier()
+
+    # -- chat templates ----------------------------------------------------------------
+    @property
+    def tokenizer_name(self) -> str:
+        return str(getattr(self.tokenizer, "name_or_path", "")).replace("/", "__")
+
+    def chat_template(self, chat_template: bool | str = False) -> str | None:
+        return getattr(self.tokenizer, "chat_template", None) or ""
+
+    def apply_chat_template(self, chat_history: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
+        """Used by lm-eval's ``--apply_chat_template``; then prompts arrive templated already."""
+        self._templated_by_lmeval = True
+        return self.tokenizer.apply_chat_template(chat_history, tokenize=False,
+                                                  add_generation_prompt=add_generation_prompt)
+
+    def prompt(self, context: str) -> str:
+        """The string fed to the tokenizer: ``context`` as one user message when chat is on."""
+        if self.use_chat and not self._templated_by_lmeval:
+            return self.tokenizer.apply_chat_template([{"role": "user", "content": context}], tokenize=False,
+                                                      add_generation_prompt=True)
+        return context
+
+    # -- requests ------------------------------------------------------------------------
+    def loglikelihood(self, requests) -> list[tuple[float, bool]]:
+        raise NotImplementedError(
+            "dpbench's lm-eval model only generates (generate_until): masked diffusion samplers do not score "
+            "continuations. Use generation tasks (dpbench_gsm8k, dpbench_minerva_math, ...)."
+        )
+
+    def loglikelihood_rolling(self, requests) -> list[float]:
+        raise NotImplementedError(
+            "dpbench's lm-eval model only generates (generate_until); perplexity tasks are not supported."
+        )
+
+    def _encode(self, prompts: list[str]) -> dict[str, torch.Tensor]:
+        # A chat template already writes the special tokens it wants.
+        add_special = not self.use_chat
+        return self.tokenizer(prompts, return_tensors="pt", padding=True, padding_side="left",
+                              add_special_tokens=add_special)
+
+    def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:
+        from tqdm.auto import tqdm
+
+        prompts = [self.prompt(req.args[0]) for req in requests]
+        lengths = [len(ids) for ids in self.tokenizer(prompts, add_special_tokens=not self.use_chat)["input_ids"]]
+        # Longest first: less padding per batch; each sample's tokens do not depend on its batch.
+        order = sorted(range(len(requests)), key=lambda i: -lengths[i])
+        batches = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        out: list[str | None] = [None] * len(requests)
+        if self.warmup and not self._warm and batches:
+            self._run([prompts[i] for i in batches[0]])  # untimed, unrecorded
+            self._warm = True
+        bar = tqdm(total=len(requests), desc=f"dpbench/{self.sampler.name}", disable=disable_tqdm or self.rank != 0)
+        for batch in batches:
+            rows = self._run([prompts[i] for i in batch])
+            for i, row in zip(batch, rows):
+                req = requests[i]
+                until = (req.args[1] or {}).get("until") if len(req.args) > 1 else None
+                text = apply_until(row.pop("text"), until)
+                out[i] = text
+                rec = {"task": req.task_name, "doc_id": req.doc_id, "rank": self.rank, **row, "completion": text}
+                self.records.append(rec)
+                self._save(rec)
+                self.cache_hook.add_partial("generate_until", req.args, text)
+            bar.update(len(batch))
+        bar.close()
+        return out  # type: ignore[return-value]
+
+    def _save(self, rec: dict[str, Any]) -> None:
+        if self.records_path:
+            import json
+
+            with open(self.records_path, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps(rec, ensure_ascii=False, default=str) + "\n")
+
+    def _run(self, prompts: list[str]) -> list[dict[str, Any]]:
+        enc = self._encode(prompts)
+        gen = torch.Generator(device=self.lm.device).manual_seed(self.seed)
+        _sync(self.lm.device)
+        t0 = time.perf_counter()
+        res = self.sampler.generate(self.lm, enc["input_ids"], enc["attention_mask"], generator=gen)
+        _sync(self.lm.device)
+        secs = time.perf_counter() - t0
+        answers = res.answers.cpu()
+        n_tok = answer_token_counts(answers, self.lm.eos_token_ids)
+        nfe = res.nfe.cpu()
+        total = max(int(nfe.sum()), 1)
+        return [
+            {
+                "prompt_tokens": int(enc["attention_mask"][i].sum()),
+                "gen_tokens": int(n_tok[i]),
+                "nfe": int(nfe[i]),
+                "seconds": secs * int(nfe[i]) / total,
+                "batch_seconds": secs,
+                "batch_size": len(prompts),
+                "text": self.tokenizer.decode(answers[i, : int(n_tok[i])].tolist(), skip_special_tokens=True),
+            }
+            for i in range(len(prompts))
+        ]
+
+    def describe(self) -> dict[str, Any]:
+        return {"model": self.model_name, "sampler": self.sampler.name, "params": self.sampler.params(),
+                "batch_size": self.batch_size, "chat": self.use_chat, "seed": self.seed}
+
+
+__all__ = ["DPBenchLM", "apply_until"]

@@ -1,0 +1,169 @@
+"""dpbench as an lm-eval model: GSM8K through lm_eval.simple_evaluate on local data, offline."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+import yaml
+from torch import nn
+
+from dpbench.lmeval import DPBenchLM, evaluate, local_task_dir
+from dpbench.models import DiffusionLM
+from dpbench.tasks import get_task
+from dpbench.tasks.datafiles import DataUnavailableError
+
+GSM8K = Path(__file__).parent / "fixtures" / "gsm8k_tiny.jsonl"
+G, BLOCK = 32, 16
+
+
+class ScriptedModel(nn.Module):
+    """Predicts a fixed answer (then EOS) at the answer positions, whatever the prompt."""
+
+    def __init__(self, tokenizer, text: str, gen_length: int) -> None:
+        super().__init__()
+        ids = tokenizer(text, add_special_tokens=False).input_ids
+        ids += [tokenizer.eos_token_id] * (gen_length - len(ids))
+        self.register_buffer("script", torch.tensor(ids))
+        self.weight = nn.Parameter(torch.zeros(1))  # gives the adapter a device and dtype
+        self.vocab, self.gen_length = len(tokenizer), gen_length
+
+    def forward(self, input_ids, attention_mask=None, **_):
+        b, n = input_ids.shape
+        logits = torch.zeros(b, n, self.vocab)
+        logits[:, n - self.gen_length :] = 10.0 * nn.functional.one_hot(self.script, self.vocab).float()
+        return SimpleNamespace(logits=logits)
+
+
+def _dpbench_lm(lm, tok, **kw) -> DPBenchLM:
+    return DPBenchLM(lm=lm, tokenizer=tok, sampler=kw.pop("sampler", "dparallel"), gen_length=G, block_length=BLOCK,
+                     batch_size=kw.pop("batch_size", 4), **kw)
+
+
+def test_lmeval_metric_and_dpbench_records_agree_with_tiny_model(tiny_lm, char_tokenizer, tmp_path):
+    dl = _dpbench_lm(tiny_lm, char_tokenizer, records_path=str(tmp_path / "records.jsonl"))
+    run = evaluate(dl, "gsm8k", data_file=GSM8K, workdir=tmp_path / "tasks")
+    samples = {s["doc_id"]: s for s in run.results["samples"]["dpbench_gsm8k"]}
+    task = get_task("gsm8k", data_file=GSM8K)
+    docs = {d.doc_id: d for d in task.docs()}
+    assert sorted(r["doc_id"] for r in run.records) == sorted(docs)  # one record per document
+    for rec in run.records:
+        sample = samples[int(rec["doc_id"])]
+        assert sample["resps"][0][0] == rec["completion"]  # the same text reached lm-eval and the record
+        ours = task.score(docs[rec["doc_id"]], rec["completion"])
+        assert bool(sample["exact_match"]) == ours.correct == rec["correct"]
+        assert rec["nfe"] >= G // BLOCK and 0 <= rec["gen_tokens"] <= G and rec["seconds"] > 0
+        assert rec["prompt_tokens"] == len(char_tokenizer(dl.prompt(sample["arguments"][0][0]),
+                                                         add_special_tokens=False).input_ids)
+    saved = [json.loads(line) for line in (tmp_path / "records.jsonl").read_text().splitlines()]
+    assert len(saved) == len(docs) and {s["nfe"] for s in saved} == {r["nfe"] for r in run.records}
+    acc = run.results["results"]["dpbench_gsm8k"]["exact_match,none"]
+    assert acc == pytest.approx(sum(r["correct"] for r in run.records) / len(run.records))
+
+
+def test_until_and_scores_with_a_scripted_answer(char_tokenizer, tmp_path):
+    """The answer '#### 7' is followed by a stop string and another '#### 42': only 7 counts."""
+    model = ScriptedModel(char_tokenizer, "#### 7\nQuestion: again #### 42", G)
+    lm = DiffusionLM(model, mask_id=char_tokenizer.mask_token_id, eos_token_ids=[char_tokenizer.eos_token_id])
+    run = evaluate(_dpbench_lm(lm, char_tokenizer), "gsm8k", data_file=GSM8K, workdir=tmp_path)
+    by_doc = {r["doc_id"]: r for r in run.records}
+    assert [by_doc[str(i)]["correct"] for i in range(6)] == [False, False, True, False, False, True]
+    assert all(r["completion"] == "#### 7\n" and r["dpbench_correct"] == r["correct"] for r in run.records)
+    assert all(r["gen_tokens"] == len("#### 7\nQuestion: again #### 42") for r in run.records)
+
+
+def test_batched_generation_matches_one_at_a_time(tiny_lm, char_tokenizer, tmp_path):
+    runs = [evaluate(_dpbench_lm(tiny_lm, char_tokenizer, batch_size=b), "gsm8k", data_file=GSM8K, limit=4,
+                     workdir=tmp_path / f"b{b}") for b in (1, 4)]
+    one, four = ({r["doc_id"]: (r["completion"], r["nfe"], r["gen_tokens"]) for r in run.records} for run in runs)
+    assert one == four and len(one) == 4
+
+
+def test_generation_only_and_registry(tiny_lm, char_tokenizer):
+    from lm_eval.api.registry import get_model
+
+    assert get_model("dpbench") is DPBenchLM
+    assert get_model("dummy").__name__ == "DummyLM"  # lm-eval's own models still resolve
+    dl = _dpbench_lm(tiny_lm, char_tokenizer)
+    with pytest.raises(NotImplementedError, match="only generates"):
+        dl.loglikelihood([])
+    with pytest.raises(NotImplementedError):
+        dl.loglikelihood_rolling([])
+    with pytest.raises(ValueError, match="unknown parameter"):
+        _dpbench_lm(tiny_lm, char_tokenizer, thresold=0.5)
+
+
+def test_local_variant_and_offline_error(tmp_path):
+    out = local_task_dir("gsm8k", GSM8K, tmp_path)
+    cfg = yaml.safe_load(next(out.glob("*.yaml")).read_text())
+    assert cfg["task"] == "dpbench_gsm8k" and cfg["dataset_path"] == "json"
+    assert Path(cfg["dataset_kwargs"]["data_files"]["test"]).is_absolute() and Path(cfg["include"]).is_file()
+    with pytest.raises(ValueError, match="valid: gsm8k"):
+        local_task_dir("hellaswag", GSM8K, tmp_path)
+    with pytest.raises(DataUnavailableError, match="--data-file"):  # HF_*_OFFLINE in tests: no hub
+        get_task("gsm8k").docs()
+
+
+def test_module_wrapper_adds_include_path(monkeypatch):
+    import lm_eval.__main__
+
+    import dpbench.lmeval.__main__ as wrapper
+
+    seen = {}
+    monkeypatch.setattr(lm_eval.__main__, "cli_evaluate", lambda: seen.setdefault("argv", list(__import__("sys").argv)))
+    wrapper.main(["--model", "dpbench", "--tasks", "dpbench_gsm8k"])
+    assert seen["argv"][-2:] == ["--include_path", str(wrapper.TASKS_DIR)]
+    seen.clear()
+    wrapper.main(["--model", "dpbench", "--include_path", "/x"])
+    assert seen["argv"].count("--include_path") == 1
+
+
+DP_SCRIPT = """
+import json, sys
+import torch
+from dpbench.lmeval import DPBenchLM, evaluate
+from dpbench.models import DiffusionLM, LLaDAConfig, LLaDAModelLM, build_char_tokenizer
+
+
+def tiny_dpbench_lm(**kw):
+    tok = build_char_tokenizer()
+    torch.manual_seed(0)
+    cfg = LLaDAConfig(d_model=32, n_layers=1, n_heads=2, mlp_hidden_size=64, vocab_size=len(tok),
+                      mask_token_id=tok.mask_token_id)
+    lm = DiffusionLM(LLaDAModelLM(cfg).eval(), mask_id=tok.mask_token_id, eos_token_ids=[tok.eos_token_id])
+    return DPBenchLM(lm=lm, tokenizer=tok, sampler="dparallel", gen_length=32, block_length=16, batch_size=2, **kw)
+
+
+if __name__ == "__main__":
+    dl = tiny_dpbench_lm(device="cpu")
+    run = evaluate(dl, "gsm8k", data_file=sys.argv[1], workdir=sys.argv[2] + f"/tasks{dl.rank}")
+    if dl.rank == 0:
+        json.dump({"world_size": dl.world_size, "records": run.records}, open(sys.argv[2] + "/out.json", "w"))
+"""
+
+
+def test_two_process_run_matches_one_process(tmp_path, monkeypatch):
+    """torchrun with 2 CPU processes (gloo): lm-eval shards the documents, rank 0 gets every record,
+    and they equal a 1-process run's."""
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "dp.py"
+    script.write_text(DP_SCRIPT)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+           str(29500 + os.getpid() % 1000), str(script), str(GSM8K), str(tmp_path)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    two = json.loads((tmp_path / "out.json").read_text())
+    monkeypatch.syspath_prepend(str(tmp_path))
+    from dp import tiny_dpbench_lm  # the same model, built in this process
+
+    one = evaluate(tiny_dpbench_lm(), "gsm8k", data_file=GSM8K, workdir=tmp_path / "one").records
+    keep = ("doc_id", "completion", "nfe", "gen_tokens", "prompt_tokens", "correct")
+    assert two["world_size"] == 2 and {r["rank"] for r in two["records"]} == {0, 1}
+    assert [{k: r[k] for k in keep} for r in two["records"]] == [{k: r[k] for k in keep} for r in one]
+    assert len(one) == 6
