@@ -14,16 +14,14 @@ import pytest
 import torch
 
 from dpbench.runner import RunConfig, RunConfigMismatch, build_sampler, read_records, read_trace, run
-from dpbench.tasks import Doc, Score, Task, register_task
 
-GEN = {"gen_length": 16, "block_length": 8, "steps": 8}
 
 # The fake task as source, so a subprocess can register it too.
 FAKE_TASK = textwrap.dedent(
     '''
     import os, signal
     from dpbench.tasks import Doc, Score, Task, register_task
-
+    
     @register_task("fake-runner")
     class FakeRunnerTask(Task):
         default_params = {"gen_length": 16, "block_length": 8, "steps": 8}
@@ -52,8 +50,11 @@ def tiny_model(tmp_path_factory) -> str:
     cfg = LLaDAConfig(d_model=32, n_layers=1, n_heads=2, mlp_hidden_size=64, vocab_size=len(tok),
                       max_sequence_length=128, mask_token_id=tok.mask_token_id)
     torch.manual_seed(0)
+    model = LLaDAModelLM(cfg)
+    with torch.no_grad():  # sharper logits: some positions confident, some not, so thresholds matter
+        model.model.transformer.ff_out.weight.mul_(80.0)
     path = tmp_path_factory.mktemp("tiny")
-    LLaDAModelLM(cfg).save_pretrained(path)
+    model.save_pretrained(path)
     tok.save_pretrained(path)
     return str(path)
 
@@ -74,7 +75,6 @@ def test_run_writes_records_manifest_and_trace(tiny_model, tmp_path):
             assert key in r
         assert 0 <= r["gen_tokens"] <= 16
         assert r["nfe"] == 8  # baseline: exactly `steps` forwards
-        assert r["prompt_tokens"] == len(FakeRunnerTask().build_prompt(Doc(r["doc_id"], "", ""), None)) or True
     # Timing: the batch's seconds are split in proportion to NFE and add up to the batch.
     first = [r for r in recs if r["batch_size"] == 4][:4]
     assert sum(r["seconds"] for r in first) == pytest.approx(first[0]["batch_seconds"])
@@ -105,6 +105,7 @@ def test_batched_records_match_unbatched(tiny_model, tmp_path):
     one = [{k: r[k] for k in keys} for r in read_records(tmp_path / "b1" / "samples.jsonl")]
     four = [{k: r[k] for k in keys} for r in read_records(tmp_path / "b4" / "samples.jsonl")]
     assert one == four
+    assert len({r["nfe"] for r in one}) > 1  # the threshold sampler really varies per sample
 
 
 def test_task_params_filtered_and_user_params_win():
@@ -122,7 +123,7 @@ def test_config_mismatch_is_refused(tiny_model, tmp_path):
     before = (out / "samples.jsonl").read_bytes()
     with pytest.raises(RunConfigMismatch, match=r"sampler: 'baseline' there, 'dparallel' now.*another --out"):
         run(_cfg(tiny_model, out, limit=2, sampler="dparallel"))
-    with pytest.raises(RunConfigMismatch, match="params"):
+    with pytest.raises(RunConfigMismatch, match=r"params.steps: 8 there, 16 now"):
         run(_cfg(tiny_model, out, limit=2, params={"steps": "16"}))
     assert (out / "samples.jsonl").read_bytes() == before
     # A different limit is the same run, extended.
@@ -182,9 +183,37 @@ def test_records_without_manifest_are_refused(tiny_model, tmp_path):
         run(_cfg(tiny_model, out, limit=1))
 
 
-def test_unused_fake_task_import_guard():
-    # The fake task is registered under its own name and leaves the real registry alone.
-    from dpbench.tasks import get_task
+def test_cli_run_resume_and_mismatch(tiny_model, tmp_path):
+    from typer.testing import CliRunner
 
-    assert isinstance(get_task("fake-runner"), Task)
-    assert Score(correct=True).correct and register_task
+    from dpbench.cli import app
+
+    out = tmp_path / "cli"
+    args = ["run", "fake-runner", "--sampler", "dparallel", "--model", tiny_model, "-p", "threshold=0.3",
+            "--limit", "3", "--batch-size", "2", "--device", "cpu", "--out", str(out)]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert "n=3 (new 3)" in res.output
+    assert json.loads((out / "manifest.json").read_text())["params"]["threshold"] == 0.3
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0 and "n=3 (new 0)" in res.output
+    res = CliRunner().invoke(app, [*args[:7], "threshold=0.4", *args[8:]])
+    text = " ".join(res.output.replace("│", " ").split())  # rich wraps the message in a box
+    assert res.exit_code != 0 and "different configuration (params.threshold: 0.3 there, 0.4 now)" in text and "threshold" in text
+
+
+def test_demo_on_a_tiny_model(tiny_model, tmp_path):
+    from dpbench.demo import run_demo
+
+    runs = (("baseline", tiny_model, "baseline", {}), ("dparallel-0.5", tiny_model, "dparallel", {"threshold": 0.5}),
+            ("absent", str(tmp_path / "no-such-model"), "dparallel", {}))
+    res = run_demo(tmp_path / "demo", limit=3, batch_size=2, progress=False, task="fake-runner", runs=runs)
+    assert res.skipped == ["absent"]
+    assert list(res.table["run"]) == ["baseline", "dparallel-0.5"]
+    names = {p.name for p in res.files}
+    assert {"report.md", "report.csv", "speedup.png", "speedup.svg", "convergence.svg"} <= names
+    assert "wall-clock" in (tmp_path / "demo" / "report.md").read_text()
+    # Starting over (the default) replaces the old records instead of resuming them.
+    (tmp_path / "demo" / "baseline" / "samples.jsonl").write_text("")
+    res = run_demo(tmp_path / "demo", limit=2, batch_size=2, progress=False, task="fake-runner", runs=runs[:1])
+    assert res.table.loc[0, "n"] == 2

@@ -28,7 +28,7 @@ import torch
 from lm_eval.api.model import LM
 from lm_eval.api.registry import register_model
 
-from ..textutil import answer_token_counts
+from ..textutil import decode_answers
 
 
 def _sync(device: torch.device) -> None:
@@ -251,7 +251,7 @@ class DPBenchLM(LM):
         _sync(self.lm.device)
         secs = time.perf_counter() - t0
         answers = res.answers.cpu()
-        n_tok = answer_token_counts(answers, self.lm.eos_token_ids)
+        texts, n_tok = decode_answers(self.tokenizer, answers, self.lm.eos_token_ids)
         nfe = res.nfe.cpu()
         total = max(int(nfe.sum()), 1)
         return [
@@ -262,7 +262,7 @@ class DPBenchLM(LM):
                 "seconds": secs * int(nfe[i]) / total,
                 "batch_seconds": secs,
                 "batch_size": len(prompts),
-                "text": self.tokenizer.decode(answers[i, : int(n_tok[i])].tolist(), skip_special_tokens=True),
+                "text": texts[i],
             }
             for i in range(len(prompts))
         ]

@@ -150,6 +150,7 @@ def evaluate(
 ) -> dict[str, float]:
     """Accuracy and mean NFE of ``sampler`` (task defaults, overridden by ``params``) on ``split``."""
     from ..samplers import get_sampler
+    from ..textutil import decode_answers
 
     smp = get_sampler(sampler, **{**task.params_for(sampler), **params})
     docs = task.docs(split, limit=limit)
@@ -160,7 +161,7 @@ def evaluate(
         enc = tokenizer([task.build_prompt(d, tokenizer) for d in chunk], return_tensors="pt", padding=True,
                         add_special_tokens=False)
         out = smp.generate(lm, enc.input_ids, enc.attention_mask)
-        texts = tokenizer.batch_decode(out.answers.cpu(), skip_special_tokens=True)
+        texts, _ = decode_answers(tokenizer, out.answers, lm.eos_token_ids)
         correct += sum(task.score(d, text).correct for d, text in zip(chunk, texts))
         nfe += int(out.nfe.sum())
     n = len(docs)

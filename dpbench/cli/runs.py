@@ -1,0 +1,129 @@
+"""`dpbench run`, `dpbench report`, `dpbench plot` and `dpbench demo`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from . import app
+from .core import parse_params
+
+THREADS_HELP = "CPU threads for torch (default: torch's choice). On a busy machine 1 can be much faster."
+
+
+def _set_threads(threads: int | None) -> None:
+    if threads is not None:
+        if threads < 1:
+            raise typer.BadParameter(f"--threads must be >= 1, got {threads}")
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+@app.command()
+def run(
+    task: str = typer.Argument(..., help="Task name, e.g. arith."),
+    sampler: str = typer.Option(..., "--sampler", "-s", help="Sampler name (see `dpbench samplers`)."),
+    model: str = typer.Option("tiny-arith", "--model", "-m", help="Preset, local directory or hub id."),
+    param: Optional[List[str]] = typer.Option(None, "--param", "-p", help="Sampler parameter k=v (repeatable); overrides the task's defaults."),
+    limit: Optional[int] = typer.Option(None, help="Only the first N documents."),
+    batch_size: int = typer.Option(16, "--batch-size", "-b", help="Prompts decoded together."),
+    seed: int = typer.Option(0, help="Seed (sampling at temperature > 0)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run directory (default results/runs/<task>-<model>-<sampler>-<params>)."),
+    split: str = typer.Option("test", help="Document split."),
+    device: Optional[str] = typer.Option(None, help="cuda, mps or cpu (default: best available)."),
+    dtype: Optional[str] = typer.Option(None, help="bf16, fp16 or fp32 (default: bf16 on GPU, fp32 on CPU)."),
+    threads: Optional[int] = typer.Option(None, help=THREADS_HELP),
+) -> None:
+    """Decode and score every document; append one record per sample. Rerun the same command to resume.
+
+    Example: dpbench run arith --sampler dparallel --model tiny-arith -p threshold=0.5 --limit 200 --out results/runs/dp
+    """
+    from ..runner import RunConfig
+    from ..runner import run as run_job
+
+    _set_threads(threads)
+    try:
+        cfg = RunConfig(task=task, model=model, sampler=sampler, params=parse_params(param), out=str(out) if out else None,
+                        limit=limit, batch_size=batch_size, seed=seed, split=split, device=device, dtype=dtype)
+        summary = run_job(cfg)
+    except (ValueError, OSError) as err:
+        raise typer.BadParameter(str(err)) from None
+    typer.echo(str(summary))
+
+
+@app.command()
+def report(
+    run_dirs: List[Path] = typer.Argument(..., help="Run directories (each with manifest.json and samples.jsonl)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write report.csv and report.md here."),
+    baseline: Optional[str] = typer.Option(None, help="Run (directory name) every speedup is measured against."),
+) -> None:
+    """Print accuracy (95% CI), NFE, tokens per forward, latency and speedup per run.
+
+    Example: dpbench report results/demo/baseline results/demo/dparallel-0.5 --out results/demo
+    """
+    import pandas as pd
+
+    from ..report import format_table, summarize, write_report
+
+    try:
+        table, files = write_report(run_dirs, out, baseline) if out else (summarize(run_dirs, baseline), [])
+    except (ValueError, OSError) as err:
+        raise typer.BadParameter(str(err)) from None
+    with pd.option_context("display.width", 250, "display.max_columns", None):
+        typer.echo(format_table(table).to_string(index=False))
+    for f in files:
+        typer.echo(f"wrote {f}")
+
+
+@app.command()
+def plot(
+    run_dirs: List[Path] = typer.Argument(..., help="Run directories."),
+    out: Path = typer.Option(..., "--out", "-o", help="Directory for the charts (PNG and SVG)."),
+    baseline: Optional[str] = typer.Option(None, help="Run (directory name) every speedup is measured against."),
+) -> None:
+    """Speedup bars, accuracy vs NFE, NFE histograms and the certainty-convergence chart.
+
+    Example: dpbench plot results/demo/baseline results/demo/dparallel-0.5 --out results/charts
+    """
+    from ..report import plot_runs
+
+    try:
+        files = plot_runs(run_dirs, out, baseline=baseline)
+    except (ValueError, OSError) as err:
+        raise typer.BadParameter(str(err)) from None
+    for f in files:
+        typer.echo(f"wrote {f}")
+
+
+@app.command()
+def demo(
+    out: Path = typer.Option(Path("results/demo"), "--out", "-o", help="Directory for the runs, report and charts."),
+    limit: int = typer.Option(200, help="Held-out arith problems per run."),
+    batch_size: int = typer.Option(50, "--batch-size", "-b", help="Prompts decoded together."),
+    resume: bool = typer.Option(False, help="Keep finished samples of an earlier demo instead of starting over."),
+    device: Optional[str] = typer.Option(None, help="cuda, mps or cpu (default: best available)."),
+    threads: int = typer.Option(1, help="CPU threads for torch while the demo runs (the tiny model gains little from more)."),
+) -> None:
+    """Benchmark baseline, confidence 0.9 and dParallel 0.5 on the shipped tiny-arith model; report + charts.
+
+    Example: dpbench demo --out results/demo --limit 200
+    """
+    import pandas as pd
+
+    from ..demo import run_demo
+    from ..report import format_table
+
+    if threads < 1:
+        raise typer.BadParameter(f"--threads must be >= 1, got {threads}")
+    try:
+        res = run_demo(out, limit=limit, batch_size=batch_size, resume=resume, device=device, threads=threads)
+    except (ValueError, OSError) as err:
+        raise typer.BadParameter(str(err)) from None
+    with pd.option_context("display.width", 250, "display.max_columns", None):
+        typer.echo(format_table(res.table).to_string(index=False))
+    if res.skipped:
+        typer.echo(f"not run (model not installed): {', '.join(res.skipped)}")
+    typer.echo(f"report and charts in {res.out}/ ({res.seconds:.0f} s)")

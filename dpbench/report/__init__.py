@@ -1,0 +1,19 @@
+"""Reports and charts from run directories (``manifest.json`` + ``samples.jsonl``).
+
+`summarize` gives one pandas row per run; `write_report` writes CSV and
+Markdown; `dpbench.report.plots.plot_runs` draws the charts (imported lazily:
+matplotlib is only needed for charts).
+"""
+
+from .table import format_table, key_params, load_records, load_run, summarize, to_markdown, wilson_interval, write_report
+
+
+def plot_runs(*args, **kwargs):
+    """See `dpbench.report.plots.plot_runs`."""
+    from .plots import plot_runs as _plot_runs
+
+    return _plot_runs(*args, **kwargs)
+
+
+__all__ = ["format_table", "key_params", "load_records", "load_run", "plot_runs", "summarize", "to_markdown",
+           "wilson_interval", "write_report"]
