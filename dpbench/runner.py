@@ -41,7 +41,7 @@ from tqdm.auto import tqdm
 MANIFEST, SAMPLES, TRACE = "manifest.json", "samples.jsonl", "trace.jsonl"
 # Manifest keys that define a run: a resume must match all of them. Anything
 # else (limit, command line, timestamps) may differ between sessions.
-IDENTITY_KEYS = ("task", "split", "model", "sampler", "params", "seed", "batch_size", "device", "dtype")
+IDENTITY_KEYS = ("task", "split", "model", "sampler", "params", "seed", "batch_size", "device", "dtype", "data_file")
 
 
 class RunConfigMismatch(ValueError):
@@ -61,7 +61,8 @@ class RunConfig:
     split: str = "test"
     device: str | None = None
     dtype: str | None = None
-    trace_samples: int = 8  # samples of the warm-up batch whose sampler trace is saved
+    trace_samples: int = 8  # warm-up batch size; its sampler traces are saved (0: warm up on one sample, no trace)
+    data_file: str | None = None  # local JSONL for tasks with hub data (gsm8k, minerva_math, mbpp)
     progress: bool = True
 
 
@@ -191,53 +192,67 @@ def check_manifest(out: Path, new: dict[str, Any]) -> None:
 
 
 def run(cfg: RunConfig) -> RunSummary:
-    """Run ``cfg`` (resuming its directory if it exists) and return a summary."""
+    """Run ``cfg`` (resuming its directory if it exists) and return a summary.
+
+    Under a multi-process launcher (torchrun, accelerate launch) documents are
+    sharded over ranks; see `dpbench.distributed`.
+    """
+    from .distributed import init_distributed, merge_rank_records, rank_file
     from .models import load_model, resolve_device, resolve_dtype
     from .tasks import get_task
 
     if cfg.batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {cfg.batch_size}")
-    task = get_task(cfg.task)
+    task = _get_task(cfg)
     sampler = build_sampler(task, cfg.sampler, cfg.params)
     params = sampler.params()
+    dist = init_distributed(cfg.device)
     device = resolve_device(cfg.device)
+    if dist.world_size > 1 and device.type == "cuda":
+        device = torch.device("cuda", dist.local_rank)
     dtype = resolve_dtype(cfg.dtype, device)
     out = Path(cfg.out) if cfg.out else default_out(cfg, params)
     manifest = {
         "task": cfg.task, "split": cfg.split, "model": cfg.model, "sampler": sampler.name, "params": params,
         "seed": cfg.seed, "batch_size": cfg.batch_size, "device": device.type, "dtype": str(dtype).removeprefix("torch."),
-        "limit": cfg.limit, "trace_samples": cfg.trace_samples,
+        "data_file": str(Path(cfg.data_file).resolve()) if cfg.data_file else None,
+        "limit": cfg.limit, "trace_samples": cfg.trace_samples, "world_size": dist.world_size,
     }
     check_manifest(out, manifest)
 
     docs = task.docs(cfg.split, cfg.limit)
-    records = read_records(out / SAMPLES, repair=True)
-    done = {r["doc_id"] for r in records}
     order = {d.doc_id: i for i, d in enumerate(docs)}
+    if dist.is_main and out.exists():
+        merge_rank_records(out, order, read_records)  # rank files left by an interrupted data-parallel run
+    dist.barrier()
+    records = read_records(out / SAMPLES, repair=dist.is_main)
+    done = {r["doc_id"] for r in records}
     pending = [d for d in docs if d.doc_id not in done]
+    mine = pending[dist.rank :: dist.world_size]
 
-    if not pending and (out / MANIFEST).exists():  # finished already: no need to load the model
-        return RunSummary(out, len(records), 0, _mean(r["correct"] for r in records), _mean(r["nfe"] for r in records))
     lm, tok = load_model(cfg.model, device=device, dtype=dtype)
-    out.mkdir(parents=True, exist_ok=True)
-    manifest.update(environment(), device_info=device_info(device), model_info=_model_info(lm),
-                    updated=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
-    (out / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str) + "\n")
+    if dist.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        manifest.update(environment(), device_info=device_info(device), model_info=_model_info(lm),
+                        updated=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+        (out / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str) + "\n")
+    dist.barrier()
 
     new = 0
-    if pending:
+    target = out / SAMPLES if dist.world_size == 1 else rank_file(out, dist.rank)
+    if mine:
         torch.manual_seed(cfg.seed)
-        batches = [pending[i : i + cfg.batch_size] for i in range(0, len(pending), cfg.batch_size)]
-        # Warm-up: the first trace_samples pending docs, untimed and unrecorded; their
-        # trace feeds the convergence chart. (Timed batches shrink as samples finish,
-        # so no warm-up can pre-run every shape; this one pays the first-call costs.)
-        warm_docs = pending[: max(1, min(cfg.trace_samples, cfg.batch_size))]
-        warm = _generate(lm, tok, task, sampler, warm_docs, cfg, order, trace=cfg.trace_samples > 0)
-        if not (out / TRACE).exists() and cfg.trace_samples > 0:
+        batches = [mine[i : i + cfg.batch_size] for i in range(0, len(mine), cfg.batch_size)]
+        # Warm-up: the first batch, untimed and unrecorded; its trace feeds the convergence chart.
+        if dist.is_main and not (out / TRACE).exists() and cfg.trace_samples > 0:
+            warm = _generate(lm, tok, task, sampler, batches[0][: cfg.trace_samples], cfg, order, trace=True)
             _write_trace(out / TRACE, task, warm, tok)
-        bar = tqdm(total=len(docs), initial=len(done), desc=f"{cfg.task}/{sampler.name}", disable=not cfg.progress,
-                   dynamic_ncols=True)
-        with open(out / SAMPLES, "a", encoding="utf-8") as fh:
+        else:
+            _generate(lm, tok, task, sampler, batches[0][: cfg.trace_samples or 1], cfg, order, trace=False)
+        bar = tqdm(total=len(done) + len(mine) if dist.world_size == 1 else len(mine), initial=len(done) if dist.world_size == 1 else 0,
+                   desc=f"{cfg.task}/{sampler.name}" + (f" rank {dist.rank}" if dist.world_size > 1 else ""),
+                   disable=not cfg.progress, dynamic_ncols=True)
+        with open(target, "a", encoding="utf-8") as fh:
             for batch in batches:
                 for doc, row in _generate(lm, tok, task, sampler, batch, cfg, order, trace=False):
                     score = task.score(doc, row["completion"])
@@ -254,7 +269,24 @@ def run(cfg: RunConfig) -> RunSummary:
                 bar.set_postfix(acc=f"{_mean(r['correct'] for r in records):.1%}",
                                 nfe=f"{_mean(r['nfe'] for r in records):.1f}")
         bar.close()
+    if dist.world_size > 1:
+        dist.barrier()
+        if dist.is_main:
+            merge_rank_records(out, order, read_records)
+            records = read_records(out / SAMPLES)
+        dist.barrier()
     return RunSummary(out, len(records), new, _mean(r["correct"] for r in records), _mean(r["nfe"] for r in records))
+
+
+def _get_task(cfg: RunConfig):
+    from .tasks import get_task
+
+    if cfg.data_file is None:
+        return get_task(cfg.task)
+    try:
+        return get_task(cfg.task, data_file=cfg.data_file)
+    except TypeError:
+        raise ValueError(f"task {cfg.task!r} is built in and takes no --data-file") from None
 
 
 def _generate(lm, tok, task, sampler, batch, cfg: RunConfig, order, *, trace: bool) -> list[tuple[Any, dict[str, Any]]]:

@@ -36,22 +36,49 @@ def run(
     device: Optional[str] = typer.Option(None, help="cuda, mps or cpu (default: best available)."),
     dtype: Optional[str] = typer.Option(None, help="bf16, fp16 or fp32 (default: bf16 on GPU, fp32 on CPU)."),
     threads: Optional[int] = typer.Option(None, help=THREADS_HELP),
+    data_file: Optional[Path] = typer.Option(None, help="Local JSONL in the hub schema (gsm8k, minerva_math, mbpp) instead of the hub."),
+    num_processes: int = typer.Option(1, help="Data-parallel ranks (relaunches itself under torchrun; gloo on CPU, nccl on GPU)."),
 ) -> None:
     """Decode and score every document; append one record per sample. Rerun the same command to resume.
 
     Example: dpbench run arith --sampler dparallel --model tiny-arith -p threshold=0.5 --limit 200 --out results/runs/dp
     """
+    import os
+    import sys
+
     from ..runner import RunConfig
     from ..runner import run as run_job
 
+    if num_processes < 1:
+        raise typer.BadParameter(f"--num-processes must be >= 1, got {num_processes}")
+    if num_processes > 1 and "WORLD_SIZE" not in os.environ:
+        from ..distributed import relaunch_with_torchrun
+
+        argv = _drop_option(sys.argv[1:], "--num-processes")
+        raise typer.Exit(relaunch_with_torchrun(num_processes, argv))
     _set_threads(threads)
     try:
         cfg = RunConfig(task=task, model=model, sampler=sampler, params=parse_params(param), out=str(out) if out else None,
-                        limit=limit, batch_size=batch_size, seed=seed, split=split, device=device, dtype=dtype)
+                        limit=limit, batch_size=batch_size, seed=seed, split=split, device=device, dtype=dtype,
+                        data_file=str(data_file) if data_file else None)
         summary = run_job(cfg)
     except (ValueError, OSError) as err:
         raise typer.BadParameter(str(err)) from None
-    typer.echo(str(summary))
+    if int(os.environ.get("RANK", "0")) == 0:
+        typer.echo(str(summary))
+
+
+def _drop_option(argv: list[str], name: str) -> list[str]:
+    """``argv`` without ``name VALUE`` / ``name=VALUE``."""
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == name:
+            skip = True
+        elif not arg.startswith(name + "="):
+            out.append(arg)
+    return out
 
 
 @app.command()
