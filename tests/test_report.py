@@ -114,3 +114,16 @@ def test_cli_report_and_plot(runs, tmp_path):
     res = CliRunner().invoke(app, ["plot", *map(str, runs[:3]), "--out", str(tmp_path / "charts")])
     assert res.exit_code == 0, res.output
     assert (tmp_path / "charts" / "speedup.png").stat().st_size > 0
+
+
+def test_paper_rows_beside_measured_ones():
+    import pandas as pd
+
+    from dpbench.report.table import paper_beside
+
+    rows = paper_beside(pd.DataFrame({"task": ["gsm8k"]}), "llada")
+    assert set(rows["task"]) == {"gsm8k"} and len(rows) == 6
+    dp = rows[rows["method"] == "dParallel"].iloc[0]
+    assert (dp["steps"], dp["accuracy_pct"]) == (30, 76.1)
+    # A task the paper does not have (arith) shows the whole table for reference.
+    assert len(paper_beside(pd.DataFrame({"task": ["arith"]}))) == 48

@@ -86,21 +86,29 @@ def report(
     run_dirs: List[Path] = typer.Argument(..., help="Run directories (each with manifest.json and samples.jsonl)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write report.csv and report.md here."),
     baseline: Optional[str] = typer.Option(None, help="Run (directory name) every speedup is measured against."),
+    paper: bool = typer.Option(False, "--paper", help="Also show the dParallel paper's reported numbers for the same tasks."),
+    paper_model: Optional[str] = typer.Option(None, help="With --paper: only this paper model (llada or dream)."),
 ) -> None:
     """Print accuracy (95% CI), NFE, tokens per forward, latency and speedup per run.
 
-    Example: dpbench report results/demo/baseline results/demo/dparallel-0.5 --out results/demo
+    Example: dpbench report results/demo/baseline results/demo/dparallel-0.5 --out results/demo --paper
     """
     import pandas as pd
 
     from ..report import format_table, summarize, write_report
+    from ..report.table import paper_beside
 
     try:
         table, files = write_report(run_dirs, out, baseline) if out else (summarize(run_dirs, baseline), [])
+        reported = paper_beside(table, paper_model) if paper else None
     except (ValueError, OSError) as err:
         raise typer.BadParameter(str(err)) from None
     with pd.option_context("display.width", 250, "display.max_columns", None):
+        typer.echo("measured:")
         typer.echo(format_table(table).to_string(index=False))
+        if reported is not None:
+            typer.echo("\nreported in the dParallel paper (latency on the authors' GPU):")
+            typer.echo(reported.to_string(index=False))
     for f in files:
         typer.echo(f"wrote {f}")
 

@@ -181,3 +181,17 @@ def write_report(run_dirs: list[str | Path], out: str | Path, baseline: str | No
     )
     md.write_text("# dpbench report\n\n" + to_markdown(table) + notes)
     return table, [csv, md]
+
+
+def paper_beside(table: pd.DataFrame, model: str | None = None) -> pd.DataFrame:
+    """The dParallel paper's rows for the tasks in ``table`` (all its rows if none match), for side-by-side reading.
+
+    Measured rows come from ``table``; the paper's keep their own columns: steps
+    (mean NFE), latency on the authors' GPU, speedup and accuracy.
+    """
+    from ..data import paper_results
+
+    paper = paper_results(model)
+    tasks = set(table["task"]) if "task" in table else set()
+    matched = paper[paper["task"].isin(tasks)]
+    return (matched if not matched.empty else paper).reset_index(drop=True)
