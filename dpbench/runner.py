@@ -63,6 +63,7 @@ class RunConfig:
     dtype: str | None = None
     trace_samples: int = 8  # warm-up batch size; its sampler traces are saved (0: warm up on one sample, no trace)
     data_file: str | None = None  # local JSONL for tasks with hub data (gsm8k, minerva_math, mbpp)
+    engine: str = "auto"  # "lmeval": through lm_eval.simple_evaluate; "dpbench": own loop; auto: lmeval if the task has one
     progress: bool = True
 
 
@@ -230,6 +231,7 @@ def run(cfg: RunConfig) -> RunSummary:
     pending = [d for d in docs if d.doc_id not in done]
     mine = pending[dist.rank :: dist.world_size]
 
+    engine = _engine(cfg, task, dist.world_size)
     lm, tok = load_model(cfg.model, device=device, dtype=dtype)
     if dist.is_main:
         out.mkdir(parents=True, exist_ok=True)
@@ -238,6 +240,8 @@ def run(cfg: RunConfig) -> RunSummary:
         (out / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str) + "\n")
     dist.barrier()
 
+    if engine == "lmeval":
+        return _run_lmeval(cfg, task, sampler, lm, tok, out, records, pending)
     new = 0
     target = out / SAMPLES if dist.world_size == 1 else rank_file(out, dist.rank)
     if mine:
@@ -276,6 +280,47 @@ def run(cfg: RunConfig) -> RunSummary:
             records = read_records(out / SAMPLES)
         dist.barrier()
     return RunSummary(out, len(records), new, _mean(r["correct"] for r in records), _mean(r["nfe"] for r in records))
+
+
+ENGINES = ("auto", "dpbench", "lmeval")
+
+
+def _engine(cfg: RunConfig, task, world_size: int) -> str:
+    if cfg.engine not in ENGINES:
+        raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {cfg.engine!r}")
+    has_lmeval = bool(getattr(task, "lmeval_task", None))
+    if cfg.engine == "lmeval" and not has_lmeval:
+        raise ValueError(f"task {cfg.task!r} has no lm-eval definition; use --engine dpbench")
+    engine = "lmeval" if cfg.engine == "lmeval" or (cfg.engine == "auto" and has_lmeval) else "dpbench"
+    if engine == "lmeval" and world_size > 1:
+        if cfg.engine == "lmeval":
+            raise ValueError("--engine lmeval runs in one process here; use --engine dpbench for data-parallel runs")
+        engine = "dpbench"  # same prompts and scorer, sharded by dpbench
+    return engine
+
+
+def _run_lmeval(cfg: RunConfig, task, sampler, lm, tok, out: Path, records: list, pending: list) -> RunSummary:
+    """Run through ``lm_eval.simple_evaluate`` (dpbench's task YAMLs) and write its joined records.
+
+    lm-eval decides the documents, so this path is not resumable per sample: a run
+    that finished is returned as is, an interrupted one is run again in full.
+    """
+    from .lmeval import DPBenchLM
+    from .lmeval.tasks import evaluate
+
+    if records and not pending:
+        return RunSummary(out, len(records), 0, _mean(r["correct"] for r in records), _mean(r["nfe"] for r in records))
+    model = DPBenchLM(lm=lm, tokenizer=tok, sampler=sampler, batch_size=cfg.batch_size, seed=cfg.seed)
+    res = evaluate(model, cfg.task, data_file=cfg.data_file, limit=cfg.limit, workdir=out / "lmeval_tasks")
+    with open(out / SAMPLES, "w", encoding="utf-8") as fh:
+        for rec in res.records:
+            fh.write(json.dumps(rec, ensure_ascii=False, default=str) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    if res.results is not None:
+        (out / "lmeval_results.json").write_text(json.dumps(res.results.get("results", {}), indent=2, default=str))
+    recs = res.records
+    return RunSummary(out, len(recs), len(recs), _mean(r["correct"] for r in recs), _mean(r["nfe"] for r in recs))
 
 
 def _get_task(cfg: RunConfig):

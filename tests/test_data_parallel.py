@@ -66,3 +66,20 @@ def test_data_file_on_a_builtin_task_is_refused(tmp_path, tiny_dir):
     with pytest.raises(ValueError, match="data_file"):
         run(RunConfig(task="arith", model=str(tiny_dir), sampler="dparallel", data_file=str(tmp_path / "x.jsonl"),
                       out=str(tmp_path / "o"), progress=False))
+
+
+def test_run_gsm8k_goes_through_lm_eval(tmp_path, tiny_dir):
+    """`dpbench run gsm8k` uses lm_eval.simple_evaluate; the dpbench engine gives the same records."""
+    data = Path(__file__).parent / "fixtures" / "gsm8k_tiny.jsonl"
+    common = dict(task="gsm8k", model=str(tiny_dir), sampler="dparallel", data_file=str(data), limit=4, batch_size=2,
+                  params={"gen_length": 16, "block_length": 8, "threshold": 0.8}, device="cpu", progress=False)
+    via_lmeval = run(RunConfig(**common, out=str(tmp_path / "lmeval")))
+    own = run(RunConfig(**common, out=str(tmp_path / "own"), engine="dpbench"))
+    assert via_lmeval.n == own.n == 4
+    a = read_records(tmp_path / "lmeval" / "samples.jsonl")
+    b = {r["doc_id"]: r for r in read_records(tmp_path / "own" / "samples.jsonl")}
+    assert all("lmeval_task" in r for r in a)
+    for r in a:
+        mine = b[str(r["doc_id"])]
+        assert (r["completion"], r["nfe"], r["correct"]) == (mine["completion"], mine["nfe"], mine["correct"])
+    assert (tmp_path / "lmeval" / "lmeval_results.json").exists()

@@ -37,6 +37,7 @@ def run(
     dtype: Optional[str] = typer.Option(None, help="bf16, fp16 or fp32 (default: bf16 on GPU, fp32 on CPU)."),
     threads: Optional[int] = typer.Option(None, help=THREADS_HELP),
     data_file: Optional[Path] = typer.Option(None, help="Local JSONL in the hub schema (gsm8k, minerva_math, mbpp) instead of the hub."),
+    engine: str = typer.Option("auto", help="auto (lm-eval for gsm8k/minerva_math, else dpbench), lmeval or dpbench."),
     num_processes: int = typer.Option(1, help="Data-parallel ranks (relaunches itself under torchrun; gloo on CPU, nccl on GPU)."),
 ) -> None:
     """Decode and score every document; append one record per sample. Rerun the same command to resume.
@@ -60,7 +61,7 @@ def run(
     try:
         cfg = RunConfig(task=task, model=model, sampler=sampler, params=parse_params(param), out=str(out) if out else None,
                         limit=limit, batch_size=batch_size, seed=seed, split=split, device=device, dtype=dtype,
-                        data_file=str(data_file) if data_file else None)
+                        data_file=str(data_file) if data_file else None, engine=engine)
         summary = run_job(cfg)
     except (ValueError, OSError) as err:
         raise typer.BadParameter(str(err)) from None
