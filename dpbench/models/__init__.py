@@ -4,6 +4,7 @@ from transformers import AutoConfig, AutoModel, AutoModelForMaskedLM
 
 from .adapter import DiffusionLM
 from .char_tokenizer import build_char_tokenizer
+from .dream import DreamConfig, DreamModel
 from .llada import LLaDAConfig, LLaDAModelLM
 from .loading import PRESETS, ModelNotFoundError, load_model, resolve_device, resolve_dtype
 
@@ -12,9 +13,13 @@ from .loading import PRESETS, ModelNotFoundError, load_model, resolve_device, re
 AutoConfig.register("llada", LLaDAConfig, exist_ok=True)
 AutoModel.register(LLaDAConfig, LLaDAModelLM, exist_ok=True)
 AutoModelForMaskedLM.register(LLaDAConfig, LLaDAModelLM, exist_ok=True)
+AutoConfig.register("Dream", DreamConfig, exist_ok=True)
+AutoModel.register(DreamConfig, DreamModel, exist_ok=True)
 
 __all__ = [
     "DiffusionLM",
+    "DreamConfig",
+    "DreamModel",
     "LLaDAConfig",
     "LLaDAModelLM",
     "ModelNotFoundError",

@@ -8,6 +8,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from .kv_cache import CacheView, KVCache
+
 
 class DiffusionLM:
     """Wraps a torch module whose ``forward(input_ids, ...)`` returns ``.logits`` (B, L, V).
@@ -52,8 +54,15 @@ class DiffusionLM:
         """The id used to fill positions after the answer (the first EOS id)."""
         return self.eos_token_ids[0]
 
-    def forward_raw(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        kwargs = {}
+    @property
+    def supports_cache(self) -> bool:
+        """Whether the module takes a KV cache (dpbench's native LLaDA and Dream do)."""
+        return bool(getattr(self.module, "supports_kv_cache", False))
+
+    def forward_raw(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, *, cache: CacheView | None = None
+    ) -> torch.Tensor:
+        kwargs = {} if cache is None else {"cache": cache}
         if attention_mask is not None:
             kwargs["attention_mask"] = attention_mask
             if self._takes_position_ids:
@@ -61,12 +70,52 @@ class DiffusionLM:
                 kwargs["position_ids"] = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
         return self.module(input_ids, **kwargs).logits
 
-    def logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        out = self.forward_raw(input_ids, attention_mask)
+    def logits(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, *, cache: CacheView | None = None
+    ) -> torch.Tensor:
+        """Aligned logits (B, L, V). With ``cache`` (a view without ``index``) the forward also
+        stores every layer's keys/values in it; the logits are the same."""
+        out = self.forward_raw(input_ids, attention_mask, cache=cache)
         if self.shift_logits:
             # Position i-1 predicts token i; position 0 has no predecessor and keeps its own row.
             out = torch.cat([out[:, :1], out[:, :-1]], dim=1)
         return out
+
+    def logits_window(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        index: torch.Tensor,
+        fresh: torch.Tensor | None,
+        *,
+        cache: KVCache,
+        rows: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Aligned logits (A, W, V) at positions ``index`` (A, W), consecutive in each row.
+
+        Only those query positions run through the model, against keys/values in
+        ``cache`` (filled by an earlier `logits` call with it). Where ``fresh`` is
+        True (None: everywhere) the new key/value replaces the cached one.
+        ``input_ids`` and ``attention_mask`` are the full (A, N) sequences.
+        """
+        if not self.supports_cache:
+            raise ValueError(f"{self.name} does not support a KV cache (only dpbench's native LLaDA and Dream do)")
+        if self.shift_logits:
+            # Token i is predicted at position i-1: run that query too, reading its cached key/value.
+            first = (index[:, :1] - 1).clamp(min=0)
+            dup = first == index[:, :1]  # only at position 0, which predicts itself
+            if fresh is None:
+                fresh = torch.ones_like(index, dtype=torch.bool)
+            fresh = torch.cat([dup & fresh[:, :1], fresh], dim=1)
+            index = torch.cat([first, index], dim=1)
+        tokens = input_ids.gather(1, index)
+        if attention_mask is None:
+            positions = index
+        else:
+            positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0).gather(1, index)
+        view = CacheView(cache, rows, index, fresh)
+        out = self.module(tokens, attention_mask=attention_mask, position_ids=positions, cache=view).logits
+        return out[:, :-1] if self.shift_logits else out
 
     def __repr__(self) -> str:
         return (

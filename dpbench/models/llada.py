@@ -42,6 +42,7 @@ class LLaDAConfig(PretrainedConfig):
         activation_type: str = "silu",
         rope: bool = True,
         alibi: bool = False,
+        rope_full_precision: bool = True,
         mask_token_id: int = 126336,
         init_std: float = 0.02,
         **kwargs: Any,
@@ -64,13 +65,18 @@ class LLaDAConfig(PretrainedConfig):
         self.activation_type = activation_type
         self.rope = rope
         self.alibi = alibi
+        self.rope_full_precision = rope_full_precision
         self.mask_token_id = mask_token_id
         self.init_std = init_std
         kwargs.setdefault("tie_word_embeddings", False)
         super().__init__(**kwargs)
 
     def validate_supported(self) -> None:
-        """Refuse LLaDA/OLMo variants this implementation does not compute."""
+        """Refuse LLaDA/OLMo variants this implementation does not compute.
+
+        Keys absent from a config take the value LLaDA-8B uses, so only a config
+        that asks for something else (biases, ALiBi, QK-norm, ...) is refused.
+        """
         expected = {
             "block_type": "llama",
             "layer_norm_type": "rms",
@@ -79,11 +85,22 @@ class LLaDAConfig(PretrainedConfig):
             "alibi": False,
             "include_bias": False,
             "include_qkv_bias": False,
+            # OLMo options LLaDA-8B leaves off; each would change the math or the tensor names.
+            "attention_layer_norm": False,
+            "layer_norm_with_affine": True,
+            "bias_for_layer_norm": None,
+            "input_emb_norm": False,
+            "scale_logits": False,
+            "clip_qkv": None,
+            "multi_query_attention": None,
+            "block_group_size": 1,
         }
         for key, want in expected.items():
-            got = getattr(self, key)
+            got = getattr(self, key, want)
             if isinstance(want, str):
                 got = str(got).lower()
+            if key in ("bias_for_layer_norm", "multi_query_attention") and got is False:
+                got = None  # false and null both mean "off"
             if got != want:
                 raise ValueError(
                     f"unsupported LLaDA config: {key}={getattr(self, key)!r}; dpbench's native "
@@ -94,6 +111,8 @@ class LLaDAConfig(PretrainedConfig):
             raise ValueError(f"d_model must be divisible by n_heads, got {self.d_model} and {self.n_heads}")
         if self.n_heads % self.n_kv_heads:
             raise ValueError(f"n_heads must be a multiple of n_kv_heads, got {self.n_heads} and {self.n_kv_heads}")
+        if self.embedding_size < self.vocab_size:
+            raise ValueError(f"embedding_size must be >= vocab_size, got {self.embedding_size} < {self.vocab_size}")
 
 
 class RMSNorm(nn.Module):
@@ -123,8 +142,10 @@ def rotary_cos_sin(
 
 
 def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    x1, x2 = x.chunk(2, dim=-1)
-    return x * cos + torch.cat((-x2, x1), dim=-1) * sin
+    """Rotate in the tables' dtype (float32 tables = LLaDA's rope_full_precision), return in x's dtype."""
+    y = x.to(cos.dtype)
+    y1, y2 = y.chunk(2, dim=-1)
+    return (y * cos + torch.cat((-y2, y1), dim=-1) * sin).to(x.dtype)
 
 
 def sdpa_mask(attention_mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
@@ -161,13 +182,17 @@ class LLaDABlock(nn.Module):
         self.up_proj = nn.Linear(d, config.mlp_hidden_size, bias=False)
         self.ff_out = nn.Linear(config.mlp_hidden_size, d, bias=False)  # down
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, mask: torch.Tensor | None, kv=None
+    ) -> torch.Tensor:
         b, n, _ = x.shape
         h = self.attn_norm(x)
         q = self.q_proj(h).view(b, n, self.n_heads, self.head_dim).transpose(1, 2)
         k = self.k_proj(h).view(b, n, self.n_kv_heads, self.head_dim).transpose(1, 2)
         v = self.v_proj(h).view(b, n, self.n_kv_heads, self.head_dim).transpose(1, 2)
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        if kv is not None:  # KV cache (kv_cache.CacheView, layer): store, or merge with cached keys/values
+            k, v = kv[0].update(kv[1], k, v)
         if self.n_kv_heads != self.n_heads:
             rep = self.n_heads // self.n_kv_heads
             k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
@@ -198,16 +223,20 @@ class LLaDAModel(nn.Module):
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.Tensor | None = None,
+        cache=None,
     ) -> torch.Tensor:
+        """With ``cache`` (a `kv_cache.CacheView` with an ``index``), ``input_ids`` and
+        ``position_ids`` are the query window only, ``attention_mask`` covers all keys."""
         b, n = input_ids.shape
         t = self.transformer
         x = t.wte(input_ids)
         if position_ids is None:
             position_ids = position_ids_from_mask(attention_mask, b, n, input_ids.device)
-        cos, sin = rotary_cos_sin(position_ids, self.config.d_model // self.config.n_heads, self.config.rope_theta, x.dtype)
+        rope_dtype = torch.float32 if self.config.rope_full_precision else x.dtype
+        cos, sin = rotary_cos_sin(position_ids, self.config.d_model // self.config.n_heads, self.config.rope_theta, rope_dtype)
         mask = sdpa_mask(attention_mask, x.dtype)
-        for block in t.blocks:
-            x = block(x, cos, sin, mask)
+        for i, block in enumerate(t.blocks):
+            x = block(x, cos, sin, mask, None if cache is None else (cache, i))
         x = t.ln_f(x)
         head = t.wte.weight if self.config.weight_tying else t.ff_out.weight
         return F.linear(x, head)
@@ -218,6 +247,7 @@ class LLaDAModelLM(PreTrainedModel):
     base_model_prefix = "model"
     _no_split_modules = ["LLaDABlock"]
     _supports_sdpa = True
+    supports_kv_cache = True  # forward(..., cache=CacheView) for dpbench's cache=prefix|dual
 
     def __init__(self, config: LLaDAConfig) -> None:
         super().__init__(config)
@@ -241,9 +271,10 @@ class LLaDAModelLM(PreTrainedModel):
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.Tensor | None = None,
+        cache=None,
         **_: Any,
     ) -> MaskedLMOutput:
-        return MaskedLMOutput(logits=self.model(input_ids, attention_mask, position_ids))
+        return MaskedLMOutput(logits=self.model(input_ids, attention_mask, position_ids, cache))
 
 
 def count_parameters(model: nn.Module) -> int:

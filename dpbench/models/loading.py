@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -88,6 +89,12 @@ class ModelNotFoundError(OSError):
 
 
 def _hub_error(source: str, err: Exception) -> ModelNotFoundError:
+    if os.path.isdir(source):
+        return ModelNotFoundError(
+            f"could not load {source!r}: the directory lacks a readable config.json or tokenizer files "
+            f"({type(err).__name__}: {str(err).splitlines()[0]}). A model directory needs config.json, the safetensors "
+            f"(with model.safetensors.index.json when sharded) and the tokenizer files"
+        )
     return ModelNotFoundError(
         f"could not load {source!r}: not a local directory and the Hugging Face Hub is unreachable "
         f"or does not have it ({type(err).__name__}). Download it where the hub is reachable "
@@ -106,9 +113,12 @@ def load_model(
     """Load a masked diffusion LM and its tokenizer, wrapped as a `DiffusionLM`.
 
     Presets (LLaDA, Dream, dParallel checkpoints, the built-in tiny models), local
-    directories and hub ids are accepted. LLaDA-family checkpoints (``model_type:
-    llada``) load into dpbench's native architecture; other masked LMs (BERT,
-    ModernBERT, ...) through ``AutoModelForMaskedLM``.
+    directories and hub ids are accepted. Checkpoints whose config says ``model_type:
+    llada`` or ``Dream`` load into dpbench's native architectures (no remote code,
+    weights streamed from the shards in ``dtype``); ``trust_remote_code=True`` uses the
+    checkpoint's own modeling code instead. Other masked LMs (BERT, ModernBERT, ...)
+    load through ``AutoModelForMaskedLM``. ``verbose`` prints parameter count, dtype
+    and device.
     """
     source, preset = resolve_source(name_or_path)
     dev = resolve_device(device)
@@ -120,24 +130,31 @@ def load_model(
         tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
     except OSError as err:
         raise _hub_error(source, err) from err
+    except ValueError as err:
+        if not os.path.isdir(source) or "tokenizer" not in str(err).lower():
+            raise
+        raise _hub_error(source, err) from err  # a local directory without tokenizer files
 
-    model_type = getattr(config, "model_type", "")
-    shift = False
-    if model_type == "llada" and not trust_remote_code:
-        module = LLaDAModelLM.from_pretrained(source, config=config, dtype=dt)
-    elif model_type.lower() == "dream" and not trust_remote_code:
+    model_type = str(getattr(config, "model_type", ""))
+    t0 = time.perf_counter()
+    if model_type.lower() in ("llada", "dream") and not trust_remote_code:
         from .dream import DreamModel  # native Dream (Qwen2 layout, bidirectional)
 
-        module = DreamModel.from_pretrained(source, config=config, dtype=dt)
-        shift = True
+        cls = LLaDAModelLM if model_type.lower() == "llada" else DreamModel
+        module = _load_native(cls, source, config, dt, dev)
+        shift, kind = cls is DreamModel, f"native {cls.__name__}"
     elif trust_remote_code:
         from transformers import AutoModel
 
         module = AutoModel.from_pretrained(source, trust_remote_code=True, dtype=dt)
-        shift = model_type.lower() == "dream"
+        module.to(dev)
+        shift, kind = model_type.lower() == "dream", "remote code"
     else:
         module = AutoModelForMaskedLM.from_pretrained(source, dtype=dt)
-    module.to(dev).eval()
+        module.to(dev)
+        shift, kind = False, "AutoModelForMaskedLM"
+    module.eval()
+    load_s = time.perf_counter() - t0
 
     mask_id = _first_not_none(
         preset.mask_id if preset else None,
@@ -149,8 +166,31 @@ def load_model(
     eos = preset.eos_token_ids if preset and preset.eos_token_ids else _eos_ids(config, tokenizer)
     lm = DiffusionLM(module, mask_id=mask_id, eos_token_ids=eos, shift_logits=shift, name=name_or_path)
     if verbose:
-        print(f"loaded {name_or_path}: {count_parameters(module) / 1e6:.1f}M parameters, {dt} on {dev}")
+        print(
+            f"loaded {name_or_path} ({kind}): {count_parameters(module) / 1e6:.1f}M parameters, "
+            f"{lm.dtype} on {lm.device}, mask_id={mask_id}, eos={list(eos)}, shift_logits={shift}, {load_s:.1f}s"
+        )
     return lm, tokenizer
+
+
+def _load_native(cls, source: str, config, dtype: torch.dtype, device: torch.device) -> torch.nn.Module:
+    """Build on the meta device and stream the (sharded) safetensors straight into ``dtype`` on ``device``.
+
+    transformers never materialises a random-initialised copy, so peak memory is about one
+    copy of the weights in the target dtype (see scripts/measure_load_rss.py). A checkpoint
+    whose tensor names do not match is refused instead of being silently random-filled.
+    """
+    config.validate_supported()  # refuse unsupported variants before reading any weights
+    module, info = cls.from_pretrained(
+        source, config=config, dtype=dtype, device_map={"": device}, output_loading_info=True
+    )
+    missing = sorted(info.get("missing_keys", ()))
+    if missing:
+        raise ValueError(
+            f"{source!r} is not a {config.model_type} checkpoint dpbench can load: {len(missing)} tensors are "
+            f"missing, e.g. {missing[:3]} (expected the published tensor names, see docs/models.md)"
+        )
+    return module
 
 
 def _first_not_none(*values):

@@ -1,10 +1,11 @@
 """Sampler registry: `get_sampler(name, **params)`, `available()`, `register_sampler`.
 
 Built-in samplers: ``baseline`` (fixed steps), ``dparallel`` (entropy
-threshold), ``confidence`` (Fast-dLLM confidence threshold).
+threshold), ``confidence`` (Fast-dLLM confidence threshold), ``entropy_bound``
+(EB-sampler). Every sampler takes ``cache=none|prefix|dual`` and ``early_stop``.
 """
 
-from . import baseline, threshold  # noqa: F401  (registers the built-in samplers)
+from . import baseline, entropy_bound, threshold  # noqa: F401  (registers the built-in samplers)
 from .base import BlockConfig, BlockSampler, SamplerOutput, StepInputs, Trace
 from .registry import available, get_sampler, register_sampler, sampler_class
 

@@ -9,17 +9,27 @@ stay masked. A block ends when it has no masks left.
 Batching: every sample advances through its own blocks. Samples that are done
 leave the batch, so they stop costing forwards and their NFE stops counting.
 At temperature 0 each sample gets exactly the tokens and NFE it gets alone.
+
+KV cache (``cache=prefix|dual``, native models only; see models/kv_cache.py):
+the first forward of each block is a full forward that stores keys/values;
+the block's later forwards run only a query window against them (prefix: the
+block and everything after it; dual: the block). Samples at the start of a
+block and samples inside one take separate forwards in the same step, so each
+still costs one NFE and gets what it would get alone.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Any, ClassVar
 
 import torch
 
 from ..models.adapter import DiffusionLM
+from ..models.kv_cache import CacheView, KVCache, prefix_window
+
+CACHE_MODES = ("none", "prefix", "dual")
 
 
 @dataclass
@@ -30,6 +40,7 @@ class BlockConfig:
     block_length: int = 32
     temperature: float = 0.0
     early_stop: bool = False
+    cache: str = "none"
 
     def __post_init__(self) -> None:
         if self.gen_length < 1:
@@ -40,6 +51,8 @@ class BlockConfig:
             )
         if self.temperature < 0:
             raise ValueError(f"temperature must be >= 0 (0 = greedy), got {self.temperature}")
+        if self.cache not in CACHE_MODES:
+            raise ValueError(f"cache must be one of {', '.join(CACHE_MODES)}, got {self.cache!r}")
 
     @property
     def num_blocks(self) -> int:
@@ -64,7 +77,7 @@ class SamplerOutput:
     sequences: torch.Tensor  # (B, P+G): prompt then answer
     nfe: torch.Tensor  # (B,): forward passes each sample needed
     prompt_length: int
-    forward_tokens: torch.Tensor  # (B,): token positions run through the model, summed over forwards
+    forward_tokens: torch.Tensor  # (B,): query positions run through the model, summed over forwards
     trace: Trace | None = None
 
     @property
@@ -97,7 +110,7 @@ class StepInputs:
         """Predicted token per position; the mask token is never a candidate."""
         logits = self.logits
         if self.mask_id < logits.shape[-1]:
-            logits = logits.index_fill(-1, torch.tensor([self.mask_id], device=logits.device), float("-inf"))
+            logits = logits.index_fill(-1, _index(self.mask_id, logits.device), float("-inf"))
         if self.temperature > 0:
             # Gumbel-max in float64: argmax exp(l) / (-log u)^T, taken in log space.
             logits = logits.double()
@@ -119,11 +132,17 @@ class StepInputs:
         return -(p * torch.log(p + 1e-12)).sum(-1)
 
 
+@lru_cache(maxsize=8)
+def _index(i: int, device: torch.device) -> torch.Tensor:
+    """A one-element index tensor, built once (a fresh torch.tensor per step is measurable overhead)."""
+    with torch.inference_mode(False):
+        return torch.tensor([i], device=device)
+
+
 def top_k_per_row(score: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
     """Boolean mask of the k[i] highest scores of each row (k varies by row)."""
     order = score.argsort(dim=-1, descending=True, stable=True)
-    ranks = torch.empty_like(order).scatter_(-1, order, torch.arange(score.shape[-1], device=score.device).expand_as(order))
-    return ranks < k[:, None]
+    return order.argsort(dim=-1) < k[:, None]  # the rank of each position (order is a permutation)
 
 
 def best_per_row(score: torch.Tensor) -> torch.Tensor:
@@ -174,6 +193,14 @@ class BlockSampler:
             raise ValueError(f"input_ids must be (batch, prompt_length), got shape {tuple(input_ids.shape)}")
         B, P = input_ids.shape
         G, L = cfg.gen_length, cfg.block_length
+        kv = None
+        if cfg.cache != "none":
+            if not lm.supports_cache:
+                raise ValueError(
+                    f"cache={cfg.cache!r} needs a model with KV-cache support (dpbench's native LLaDA or Dream); "
+                    f"{lm.name} has none: use cache='none'"
+                )
+            kv, ftok = KVCache(), torch.zeros(B, dtype=torch.long, device=dev)
         x = torch.cat([input_ids, input_ids.new_full((B, G), lm.mask_id)], dim=1)
         answer = x[:, P:]  # a view: writes land in x
         attn = None
@@ -181,39 +208,56 @@ class BlockSampler:
             attn = torch.cat([attention_mask.to(dev).long(), attention_mask.new_ones((B, G)).long().to(dev)], dim=1)
 
         block = torch.zeros(B, dtype=torch.long, device=dev)
-        step = torch.zeros(B, dtype=torch.long, device=dev)
         nfe = torch.zeros(B, dtype=torch.long, device=dev)
         offsets = torch.arange(L, device=dev)
         eos = torch.tensor(lm.eos_token_ids, device=dev)
         tr = _new_trace(B, G, dev) if trace else None
+        # This loop is the hot path: per-sample state is kept aligned with `active` and rebuilt
+        # only when a block ends, so an ordinary step indexes nothing by `active`.
         active = torch.arange(B, device=dev)
+        step = torch.zeros(B, dtype=torch.long, device=dev)  # (A,) steps taken in the current block
+        cols = offsets.expand(B, L)  # (A, L) answer positions of each current block
+        pending = 0  # forwards every active sample took that are not yet added to `nfe`
 
         while active.numel():
             full = active.numel() == B
-            logits = lm.logits(x if full else x[active], None if attn is None else (attn if full else attn[active]))
-            nfe[active] += 1
-            cols = block[active, None] * L + offsets  # (A, L) answer positions of each current block
-            blk_logits = logits[:, P:].gather(1, cols[..., None].expand(-1, -1, logits.shape[-1]))
-            tokens = answer[active].gather(1, cols)
-            s = StepInputs(blk_logits, tokens == lm.mask_id, step[active], lm.mask_id, cfg.temperature, generator)
+            if kv is None:
+                logits = lm.logits(x if full else x[active], None if attn is None else (attn if full else attn[active]))
+                blk_logits = logits[:, P:].gather(1, cols[..., None].expand(-1, -1, logits.shape[-1]))
+            else:
+                blk_logits = _cached_block_logits(lm, kv, cfg.cache == "dual", x, attn, active, full, cols + P, step == 0, ftok)
+            pending += 1
+            ans = answer if full else answer[active]  # a view of x, or a copy written back below
+            tokens = ans.gather(1, cols)
+            s = StepInputs(blk_logits, tokens == lm.mask_id, step, lm.mask_id, cfg.temperature, generator)
             commit = self.select(s) & s.is_mask
             new = torch.where(commit, s.x0, tokens)
-            answer[active] = answer[active].scatter(1, cols, new)
+            ans.scatter_(1, cols, new)
+            if not full:
+                answer[active] = ans
+            step = step + 1
             if tr is not None:
+                nfe[active] += pending
+                pending = 0
                 _record(tr, active, cols, commit, nfe, s)
-            step[active] += 1
 
-            done_block = ~(new == lm.mask_id).any(dim=1)
-            if bool(done_block.any()):
-                ended = active[done_block]
+            left = (new == lm.mask_id).any(dim=1)
+            if not bool(left.all()):  # some block is finished
+                nfe[active] += pending
+                pending = 0
+                done = ~left
+                ended = active[done]
                 block[ended] += 1
-                step[ended] = 0
+                step[done] = 0
                 if cfg.early_stop:
-                    self._fill_after_eos(answer, ended, new[done_block, -1], block, eos, lm.eos_id, G, L)
-                active = active[block[active] < cfg.num_blocks]
+                    self._fill_after_eos(answer, ended, new[done, -1], block, eos, lm.eos_id, G, L)
+                keep = block[active] < cfg.num_blocks
+                if not bool(keep.all()):
+                    active, step = active[keep], step[keep]
+                cols = block[active, None] * L + offsets
 
         return SamplerOutput(
-            sequences=x, nfe=nfe, prompt_length=P, forward_tokens=nfe * x.shape[1], trace=tr
+            sequences=x, nfe=nfe, prompt_length=P, forward_tokens=nfe * x.shape[1] if kv is None else ftok, trace=tr
         )
 
     @staticmethod
@@ -227,6 +271,44 @@ class BlockSampler:
         pos = torch.arange(G, device=answer.device)
         answer[idx] = torch.where(pos >= start, eos_id, answer[idx])
         block[idx] = G // L
+
+
+def _cached_block_logits(lm, kv, dual, x, attn, active, full, pos, starting, ftok) -> torch.Tensor:
+    """(A, L, V) logits of each active sample's current block (absolute positions ``pos``), with a KV cache.
+
+    Samples at a block's first step get a full forward that (re)fills their cache
+    rows; the others a windowed forward against it. ``ftok`` counts query positions.
+    """
+    A, N = active.numel(), x.shape[1]
+    n_start = int(starting.sum())
+    out = None
+    for sel, first in ((starting, True), (~starting, False)):
+        n = n_start if first else A - n_start
+        if n == 0:
+            continue
+        whole = n == A and full  # every row of the batch, in order: index nothing
+        rows = active if n == A else active[sel]
+        xs = x if whole else x[rows]
+        am = None if attn is None else (attn if whole else attn[rows])
+        p = pos if n == A else pos[sel]
+        if first:
+            logits = lm.logits(xs, am, cache=CacheView(kv, None if whole else rows))
+            blk = logits.gather(1, p[..., None].expand(-1, -1, logits.shape[-1]))
+            ftok[rows] += N
+        elif dual:
+            blk = lm.logits_window(xs, am, p, None, cache=kv, rows=None if whole else rows)
+            ftok[rows] += p.shape[1] + lm.shift_logits
+        else:
+            index, fresh = prefix_window(p[:, 0], N)
+            logits = lm.logits_window(xs, am, index, fresh, cache=kv, rows=None if whole else rows)
+            blk = logits.gather(1, (p - index[:, :1])[..., None].expand(-1, -1, logits.shape[-1]))
+            ftok[rows] += index.shape[1] + lm.shift_logits
+        if n == A:
+            return blk
+        if out is None:
+            out = blk.new_empty((A,) + blk.shape[1:])
+        out[sel] = blk
+    return out
 
 
 def _new_trace(B: int, G: int, dev) -> Trace:
