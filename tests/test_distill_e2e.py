@@ -181,3 +181,25 @@ def test_cli_distill_stage_and_sweep(teacher, tmp_path):
     assert df.loc[0, "speedup"] == pytest.approx(1.0) and (df["nfe_mean"] <= 8).all()
     assert list(df["model"]) == ["teach"] * 3 and list(df["threshold"].fillna(-1)) == [-1, 0.2, 0.8]
     assert (tmp_path / "s" / "tradeoff.png").stat().st_size > 1000
+
+
+def test_shipped_student_preset():
+    import os
+
+    from dpbench.models.loading import PRESETS
+    from dpbench.runner import build_sampler
+    from dpbench.tasks import get_task
+
+    if not os.path.isdir(PRESETS["tiny-arith-dparallel"].source):
+        pytest.fail("the preset tiny-arith-dparallel is declared but its files are not shipped")
+    lm, tok = load_model("tiny-arith-dparallel", device="cpu")
+    info = json.loads((Path(PRESETS["tiny-arith-dparallel"].source) / "distill.json").read_text())
+    assert info["teacher"] == "tiny-arith" and info["config"]["train"]["entropy_weight"] == 2.0
+    task = get_task("arith")
+    docs = task.docs("test", limit=8)
+    prompts = [task.build_prompt(d, tok) for d in docs]
+    enc = tok(prompts, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False)
+    out = build_sampler(task, "dparallel", {}).generate(lm, enc.input_ids, enc.attention_mask)
+    texts = tok.batch_decode(out.answers, skip_special_tokens=True)
+    assert sum(task.score(d, t).correct for d, t in zip(docs, texts)) >= 6
+    assert float(out.nfe.float().mean()) < 11.0  # the teacher needs ~11.7 at threshold 0.5

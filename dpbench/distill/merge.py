@@ -76,7 +76,8 @@ def model_card(meta: dict[str, Any]) -> str:
         "",
         f"- Teacher: `{meta['teacher']}`",
         f"- Task: `{meta.get('task', '?')}`; data: {data.get('kept', '?')} kept trajectories "
-        f"({data.get('rejected', '?')} rejected), source: {data.get('source', '?')}",
+        f"({data.get('rejected', '?')} rejected), source: {data.get('source', '?')}"
+        + (f", decoded in {data['seconds']:.0f} s" if "seconds" in data else ""),
         f"- Loss: CE(masked) + CE(masked_rev) + {tr['entropy_weight']} * (H(masked) + H(masked_rev)), "
         f"entropy temperature {tr['temperature']}, mask ratio {tr['mask_ratio']}, block {tr['block_size']}",
         f"- Fine-tuning: {method}",

@@ -82,7 +82,7 @@ def run_sweep(
     for spec in specs:
         for smp, params in [("baseline", {})] + [(sampler, p) for p in expand_grid(grid)]:
             tag = "-".join(f"{k}{v}" for k, v in params.items())
-            run_dir = out / "runs" / "-".join(x for x in (_slug(spec.label), smp, _slug(tag)) if x)
+            run_dir = out / "runs" / "-".join(x for x in (_slug(spec.label), smp, _slug(tag) if tag else "") if x)
             run(RunConfig(task=task, model=spec.source, sampler=smp, params=dict(params), out=str(run_dir),
                           limit=limit, batch_size=batch_size, device=device, progress=progress))
             dirs.append(run_dir)
