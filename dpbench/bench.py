@@ -182,7 +182,7 @@ def run_bench(cfg: BenchConfig, lm: DiffusionLM | None = None, tokenizer=None, *
     from .models import load_model
     from .samplers import get_sampler
     from .tasks import get_task
-    from .textutil import answer_token_counts
+    from .textutil import decode_answers
 
     if lm is None:
         lm, tokenizer = load_model(cfg.model, device=cfg.device, dtype=cfg.dtype)
@@ -228,13 +228,11 @@ def run_bench(cfg: BenchConfig, lm: DiffusionLM | None = None, tokenizer=None, *
                 c.peak_mb = max(c.peak_mb, _peak_mb(dev))
                 c.forward_s += timer.seconds - f_s
                 c.forward_calls += timer.calls - f_n
-                answers = out.answers.cpu()
-                counts = answer_token_counts(answers, lm.eos_token_ids)
+                texts, counts = decode_answers(tokenizer, out.answers, lm.eos_token_ids)
                 c.nfe += int(out.nfe.sum())
-                c.answer_tokens += int(counts.sum())
+                c.answer_tokens += sum(counts)
                 c.forward_tokens += int(out.forward_tokens.sum())
-                for i, doc in enumerate(batch_docs):
-                    text = tokenizer.decode(answers[i, : int(counts[i])].tolist(), skip_special_tokens=True)
+                for doc, text in zip(batch_docs, texts):
                     score = task.score(doc, text)
                     c.completions[doc.doc_id], c.extracted[doc.doc_id] = text, score.extracted
                     c.correct += bool(score.correct)

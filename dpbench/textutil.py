@@ -7,15 +7,8 @@ from collections.abc import Sequence
 import torch
 
 
-def answer_token_count(answer: torch.Tensor, eos_token_ids: Sequence[int]) -> int:
-    """Answer tokens before the first EOS (EOS padding is never counted as generated)."""
-    is_eos = torch.isin(answer, torch.tensor(list(eos_token_ids), device=answer.device))
-    hits = is_eos.nonzero()
-    return int(hits[0, 0]) if hits.numel() else int(answer.shape[-1])
-
-
 def answer_token_counts(answers: torch.Tensor, eos_token_ids: Sequence[int]) -> torch.Tensor:
-    """Batched `answer_token_count`: (B, G) -> (B,)."""
+    """Answer tokens before the first EOS, per row: (B, G) -> (B,). EOS padding is never counted as generated."""
     is_eos = torch.isin(answers, torch.tensor(list(eos_token_ids), device=answers.device))
     first = torch.where(is_eos.any(-1), is_eos.float().argmax(-1), torch.full_like(is_eos[:, 0], answers.shape[-1], dtype=torch.long))
     return first.long()

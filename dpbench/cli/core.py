@@ -58,7 +58,7 @@ def generate(
 
     from ..models import load_model
     from ..samplers import get_sampler
-    from ..textutil import answer_token_count
+    from ..textutil import decode_answers
 
     try:
         smp = get_sampler(sampler, **parse_params(param))
@@ -74,7 +74,7 @@ def generate(
     if lm.device.type == "cuda":
         torch.cuda.synchronize()
     secs = time.perf_counter() - t0
-    n_tok = answer_token_count(out.answers[0], lm.eos_token_ids)
+    (text,), (n_tok,) = decode_answers(tok, out.answers, lm.eos_token_ids)
     nfe = int(out.nfe[0])
-    typer.echo(tok.decode(out.answers[0, :n_tok], skip_special_tokens=True))
+    typer.echo(text)
     typer.echo(f"--\nsampler={smp!r}\nnfe={nfe} answer_tokens={n_tok} tokens_per_forward={n_tok / nfe:.2f} seconds={secs:.3f}")

@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from ..models.adapter import DiffusionLM
 from ..samplers import get_sampler
-from ..textutil import answer_token_counts
+from ..textutil import decode_answers
 
 KEPT, REJECTED, STATS = "trajectories.jsonl", "rejected.jsonl", "stats.json"
 
@@ -69,8 +69,7 @@ def decode(lm: DiffusionLM, tokenizer, prompts: list[str], sampler) -> tuple[lis
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else lm.eos_id
     ids, attn = encode_left_padded(tokenizer, prompts, pad)
     out = sampler.generate(lm, ids, attn)
-    n_tok = answer_token_counts(out.answers, lm.eos_token_ids)
-    texts = [tokenizer.decode(a[: int(n)].tolist(), skip_special_tokens=True) for a, n in zip(out.answers.cpu(), n_tok)]
+    texts, _ = decode_answers(tokenizer, out.answers, lm.eos_token_ids)
     return texts, out.nfe.tolist()
 
 

@@ -22,7 +22,7 @@ from torch import nn
 from transformers import PretrainedConfig, PreTrainedModel
 from transformers.modeling_outputs import MaskedLMOutput
 
-from .llada import RMSNorm, apply_rotary, position_ids_from_mask, rotary_cos_sin, sdpa_mask
+from .llada import RMSNorm, attend, position_ids_from_mask, rotary_cos_sin, sdpa_mask
 
 
 class DreamConfig(PretrainedConfig):
@@ -107,18 +107,7 @@ class DreamAttention(nn.Module):
     def forward(
         self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, mask: torch.Tensor | None, kv=None
     ) -> torch.Tensor:
-        b, n, _ = x.shape
-        q = self.q_proj(x).view(b, n, self.n_heads, self.head_dim).transpose(1, 2)
-        k = self.k_proj(x).view(b, n, self.n_kv_heads, self.head_dim).transpose(1, 2)
-        v = self.v_proj(x).view(b, n, self.n_kv_heads, self.head_dim).transpose(1, 2)
-        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
-        if kv is not None:  # KV cache (kv_cache.CacheView, layer): store, or merge with cached keys/values
-            k, v = kv[0].update(kv[1], k, v)
-        if self.n_kv_heads != self.n_heads:  # GQA: each kv head serves a group of query heads
-            rep = self.n_heads // self.n_kv_heads
-            k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
-        a = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=False)
-        return self.o_proj(a.transpose(1, 2).reshape(b, n, -1))
+        return self.o_proj(attend(self, self.q_proj(x), self.k_proj(x), self.v_proj(x), cos, sin, mask, kv))
 
 
 class DreamMLP(nn.Module):

@@ -167,6 +167,29 @@ def position_ids_from_mask(attention_mask: torch.Tensor | None, batch: int, leng
     return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
 
 
+def attend(heads: nn.Module, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cos: torch.Tensor,
+           sin: torch.Tensor, mask: torch.Tensor | None, kv=None) -> torch.Tensor:
+    """Bidirectional attention shared by the native LLaDA and Dream layers.
+
+    ``q``/``k``/``v`` are projections (B, N, heads * head_dim); ``heads`` carries
+    ``n_heads``, ``n_kv_heads`` and ``head_dim``. RoPE, then the KV cache (a
+    ``(kv_cache.CacheView, layer)`` pair that stores, or merges with cached keys/values),
+    then GQA repetition and SDPA with no causal mask. Returns (B, N, n_heads * head_dim).
+    """
+    b, n, _ = q.shape
+    q = q.view(b, n, heads.n_heads, heads.head_dim).transpose(1, 2)
+    k = k.view(b, n, heads.n_kv_heads, heads.head_dim).transpose(1, 2)
+    v = v.view(b, n, heads.n_kv_heads, heads.head_dim).transpose(1, 2)
+    q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+    if kv is not None:
+        k, v = kv[0].update(kv[1], k, v)
+    if heads.n_kv_heads != heads.n_heads:  # GQA: each kv head serves a group of query heads
+        rep = heads.n_heads // heads.n_kv_heads
+        k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
+    a = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=False)
+    return a.transpose(1, 2).reshape(b, n, -1)
+
+
 class LLaDABlock(nn.Module):
     def __init__(self, config: LLaDAConfig) -> None:
         super().__init__()
@@ -185,19 +208,8 @@ class LLaDABlock(nn.Module):
     def forward(
         self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, mask: torch.Tensor | None, kv=None
     ) -> torch.Tensor:
-        b, n, _ = x.shape
         h = self.attn_norm(x)
-        q = self.q_proj(h).view(b, n, self.n_heads, self.head_dim).transpose(1, 2)
-        k = self.k_proj(h).view(b, n, self.n_kv_heads, self.head_dim).transpose(1, 2)
-        v = self.v_proj(h).view(b, n, self.n_kv_heads, self.head_dim).transpose(1, 2)
-        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
-        if kv is not None:  # KV cache (kv_cache.CacheView, layer): store, or merge with cached keys/values
-            k, v = kv[0].update(kv[1], k, v)
-        if self.n_kv_heads != self.n_heads:
-            rep = self.n_heads // self.n_kv_heads
-            k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
-        a = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=False)
-        x = x + self.attn_out(a.transpose(1, 2).reshape(b, n, -1))
+        x = x + self.attn_out(attend(self, self.q_proj(h), self.k_proj(h), self.v_proj(h), cos, sin, mask, kv))
         h = self.ff_norm(x)
         return x + self.ff_out(F.silu(self.ff_proj(h)) * self.up_proj(h))
 
