@@ -97,6 +97,27 @@ def test_mask_ratio_and_reproducibility():
     assert not bool(mr1.any()) and bool(m1.any())
 
 
+def test_per_sample_mask_ratio():
+    """A (B,) ratio applies row by row: 1.0 masks the whole segment, 0.0 leaves it to masked_rev."""
+    ids = torch.randint(0, 50, (3, 40))
+    ratio = torch.tensor([1.0, 0.0, 0.5])
+    _, _, m, mr = draw(ids, [4, 4, 4], 3, block_size=8, mask_ratio=ratio)
+    assert bool(m[0].any()) and not bool(mr[0].any())
+    assert bool(mr[1].any()) and not bool(m[1].any())
+    with pytest.raises(ValueError, match=r"mask_ratio must be a float or one value per row \(3\), got shape \(2,\)"):
+        semi_ar_masks(ids, [4, 4, 4], mask_id=MASK, mask_ratio=torch.tensor([0.5, 0.5]))
+
+
+def test_mask_ratio_range_config():
+    from dpbench.distill import DistillConfig
+
+    cfg = DistillConfig.from_dict({"train": {"mask_ratio_range": ["0.1", 1]}})
+    assert cfg.train.mask_ratio_range == [0.1, 1.0]
+    assert DistillConfig.from_dict({}).train.mask_ratio_range is None  # the paper's fixed ratio
+    with pytest.raises(ValueError, match=r"train.mask_ratio_range must be \[lo, hi\] with 0 <= lo < hi <= 1, or null, got \[0.6, 0.2\]"):
+        DistillConfig.from_dict({"train": {"mask_ratio_range": [0.6, 0.2]}})
+
+
 def test_masks_validate_arguments():
     ids = torch.zeros((2, 10), dtype=torch.long)
     with pytest.raises(ValueError, match="prompt_lengths"):

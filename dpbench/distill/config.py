@@ -44,6 +44,9 @@ class TrajectoryConfig:
 class TrainConfig:
     finetune: str = "lora"  # lora | full (full fine-tuning is for tiny models)
     mask_ratio: float = 0.5
+    # [lo, hi]: each sample draws its mask ratio uniformly from this range instead (null: the
+    # paper's fixed mask_ratio). dpbench's tiny recipe uses it to show fully masked blocks too.
+    mask_ratio_range: list[float] | None = None
     block_size: int = 32  # should equal the sampler's block_length
     temperature: float = 0.5
     entropy_weight: float = 2.0
@@ -69,6 +72,9 @@ class TrainConfig:
             raise ValueError(f"train.dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
         if not 0 < self.mask_ratio < 1:
             raise ValueError(f"train.mask_ratio must be in (0, 1), got {self.mask_ratio}")
+        r = self.mask_ratio_range
+        if r is not None and not (len(r) == 2 and 0 <= r[0] < r[1] <= 1):
+            raise ValueError(f"train.mask_ratio_range must be [lo, hi] with 0 <= lo < hi <= 1, or null, got {r}")
         if self.temperature <= 0:
             raise ValueError(f"train.temperature must be > 0, got {self.temperature}")
         if self.entropy_weight < 0:
@@ -181,7 +187,9 @@ def _coerce(value: Any, hint: Any, name: str) -> Any:
         if origin is float:
             return float(value)
         if origin is list:
-            return [s.strip() for s in value.split(",") if s.strip()] if isinstance(value, str) else [str(v) for v in value]
+            item = (typing.get_args(base) or (str,))[0]  # list[float] -> float items
+            items = [s.strip() for s in value.split(",") if s.strip()] if isinstance(value, str) else value
+            return [item(v) for v in items]
         if origin is dict:
             if not isinstance(value, dict):
                 raise ValueError

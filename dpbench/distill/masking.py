@@ -27,7 +27,7 @@ def semi_ar_masks(
     *,
     mask_id: int,
     block_size: int = 32,
-    mask_ratio: float = 0.5,
+    mask_ratio: float | torch.Tensor = 0.5,
     generator: torch.Generator | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Mask one answer block per sample, and its complement (DESIGN.md §3).
@@ -36,7 +36,9 @@ def semi_ar_masks(
     starts at ``prompt_len + k * block_size`` and spans one block, or runs to the
     end of the row when k is the last index. Inside the segment each token is
     masked with probability ``mask_ratio`` (``masked``) and the rest are masked
-    in ``masked_rev``. Everything after the segment is ``mask_id`` in both noisy
+    in ``masked_rev``. ``mask_ratio`` is one float (the paper) or one ratio per
+    sample, shape (B,) (a schedule that also shows the student nearly fully
+    masked blocks, as inference starts every block). Everything after the segment is ``mask_id`` in both noisy
     inputs but is in neither loss mask. The prompt is never masked.
 
     Returns ``(noisy, noisy_rev, masked, masked_rev)``: two (B, L) token tensors
@@ -47,10 +49,14 @@ def semi_ar_masks(
         raise ValueError(f"input_ids must be (batch, length), got shape {tuple(input_ids.shape)}")
     if block_size < 1:
         raise ValueError(f"block_size must be >= 1, got {block_size}")
-    if not 0.0 <= mask_ratio <= 1.0:
-        raise ValueError(f"mask_ratio must be in [0, 1], got {mask_ratio}")
     B, L = input_ids.shape
     dev = input_ids.device
+    ratio = torch.as_tensor(mask_ratio, dtype=torch.float32).to(dev)
+    if ratio.dim() > 1 or ratio.numel() not in (1, B):
+        raise ValueError(f"mask_ratio must be a float or one value per row ({B}), got shape {tuple(ratio.shape)}")
+    if bool((ratio < 0).any()) or bool((ratio > 1).any()):
+        raise ValueError(f"mask_ratio must be in [0, 1], got {ratio.tolist()}")
+    ratio = ratio.reshape(-1, 1)
     plen = torch.as_tensor(prompt_lengths, dtype=torch.long).reshape(-1).to(dev)
     if plen.numel() != B:
         raise ValueError(f"prompt_lengths must have one entry per row ({B}), got {plen.numel()}")
@@ -59,7 +65,7 @@ def semi_ar_masks(
 
     gen_dev = generator.device if generator is not None else torch.device("cpu")
     u_block = torch.rand(B, generator=generator, device=gen_dev).to(dev)
-    coins = torch.rand((B, L), generator=generator, device=gen_dev).to(dev) < mask_ratio
+    coins = torch.rand((B, L), generator=generator, device=gen_dev).to(dev) < ratio
 
     max_k = (L - plen) // block_size  # last block index, inclusive
     k = torch.minimum((u_block * (max_k + 1).to(u_block.dtype)).long(), max_k)

@@ -79,7 +79,7 @@ def model_card(meta: dict[str, Any]) -> str:
         f"({data.get('rejected', '?')} rejected), source: {data.get('source', '?')}"
         + (f", decoded in {data['seconds']:.0f} s" if "seconds" in data else ""),
         f"- Loss: CE(masked) + CE(masked_rev) + {tr['entropy_weight']} * (H(masked) + H(masked_rev)), "
-        f"entropy temperature {tr['temperature']}, mask ratio {tr['mask_ratio']}, block {tr['block_size']}",
+        f"entropy temperature {tr['temperature']}, mask ratio {tr.get('mask_ratio_range') or tr['mask_ratio']}, block {tr['block_size']}",
         f"- Fine-tuning: {method}",
         f"- Optimisation: {meta['steps']} steps of batch {tr['batch_size']} x {tr['grad_accum']} accumulation, "
         f"AdamW lr {tr['learning_rate']} (warm-up {tr['warmup_steps']}, then constant), weight decay {tr['weight_decay']}",

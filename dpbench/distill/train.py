@@ -248,8 +248,12 @@ def train(
             ids = ids.to(acc.device)
             attn = attn.to(acc.device) if attn is not None else None
             gen = torch.Generator().manual_seed(tc.seed * 1_000_003 + m)
+            ratio = tc.mask_ratio
+            if tc.mask_ratio_range is not None:
+                lo, hi = tc.mask_ratio_range
+                ratio = lo + (hi - lo) * torch.rand(ids.shape[0], generator=gen)
             noisy, noisy_rev, masked, masked_rev = semi_ar_masks(
-                ids, plen, mask_id=lm.mask_id, block_size=tc.block_size, mask_ratio=tc.mask_ratio, generator=gen)
+                ids, plen, mask_id=lm.mask_id, block_size=tc.block_size, mask_ratio=ratio, generator=gen)
             # accumulate(): gradients sync (and the optimizer steps) on every grad_accum-th micro-batch only.
             with acc.accumulate(model):
                 with acc.autocast():

@@ -12,6 +12,8 @@ the cache:
   finished blocks are read from the cache.
 - ``dual``: fresh = the block only; the prompt, finished blocks and the
   still-masked positions after the block are read from the cache.
+- ``dual`` with a lookahead of w (dpbench's addition): fresh = the block and
+  the w positions after it; only the rest of the suffix is read from the cache.
 
 `KVCache` holds the tensors of the whole batch; `CacheView` says what one
 forward does with them (which batch rows, which query positions, which of them
@@ -106,3 +108,18 @@ def prefix_window(lo: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor 
     index = torch.arange(start, n, device=lo.device).expand(lo.shape[0], n - start)
     same = lo.shape[0] == 1 or bool((lo == start).all())  # all fresh: no per-position choice needed
     return index, None if same else index >= lo[:, None]
+
+
+def lookahead_window(lo: torch.Tensor, width: int, n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Query positions and fresh flags for a dual-cached step with lookahead: ``width`` =
+    block + lookahead positions from each row's block start ``lo``, within [0, n).
+
+    Near the end of the sequence the window slides left, so every row runs the same
+    number of queries; positions before a row's block then run as queries but keep
+    their cached keys/values (not fresh), as under ``prefix``.
+    """
+    width = min(width, n)
+    start = lo.clamp(max=n - width)
+    index = start[:, None] + torch.arange(width, device=lo.device)
+    slid = bool((start != lo).any())
+    return index, (index >= lo[:, None]) if slid else None

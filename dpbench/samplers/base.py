@@ -27,7 +27,7 @@ from typing import Any, ClassVar
 import torch
 
 from ..models.adapter import DiffusionLM
-from ..models.kv_cache import CacheView, KVCache, prefix_window
+from ..models.kv_cache import CacheView, KVCache, lookahead_window, prefix_window
 
 CACHE_MODES = ("none", "prefix", "dual")
 
@@ -41,6 +41,9 @@ class BlockConfig:
     temperature: float = 0.0
     early_stop: bool = False
     cache: str = "none"
+    # With cache="dual": also run this many positions after the block as fresh queries, so the
+    # keys the model reads right after the block are not stale (0 = Fast-dLLM's dual cache).
+    dual_lookahead: int = 0
 
     def __post_init__(self) -> None:
         if self.gen_length < 1:
@@ -53,6 +56,10 @@ class BlockConfig:
             raise ValueError(f"temperature must be >= 0 (0 = greedy), got {self.temperature}")
         if self.cache not in CACHE_MODES:
             raise ValueError(f"cache must be one of {', '.join(CACHE_MODES)}, got {self.cache!r}")
+        if self.dual_lookahead < 0:
+            raise ValueError(f"dual_lookahead must be >= 0, got {self.dual_lookahead}")
+        if self.dual_lookahead and self.cache != "dual":
+            raise ValueError(f"dual_lookahead applies only with cache='dual', got cache={self.cache!r}")
 
     @property
     def num_blocks(self) -> int:
@@ -120,7 +127,7 @@ class StepInputs:
 
     @cached_property
     def probs(self) -> torch.Tensor:
-        return torch.softmax(self.logits.double(), dim=-1)
+        return torch.softmax(self.logits, dim=-1, dtype=torch.float64)
 
     @cached_property
     def confidence(self) -> torch.Tensor:
@@ -128,8 +135,8 @@ class StepInputs:
 
     @cached_property
     def entropy(self) -> torch.Tensor:
-        p = self.probs
-        return -(p * torch.log(p + 1e-12)).sum(-1)
+        # entr(p) = -p log p with entr(0) = 0: one fused op instead of four.
+        return torch.special.entr(self.probs).sum(-1)
 
 
 @lru_cache(maxsize=8)
@@ -142,12 +149,25 @@ def _index(i: int, device: torch.device) -> torch.Tensor:
 def top_k_per_row(score: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
     """Boolean mask of the k[i] highest scores of each row (k varies by row)."""
     order = score.argsort(dim=-1, descending=True, stable=True)
-    return order.argsort(dim=-1) < k[:, None]  # the rank of each position (order is a permutation)
+    # The first k[i] places of the sorted order, scattered back to their positions.
+    take = _arange(score.shape[-1], score.device) < k[:, None]
+    return torch.empty_like(take).scatter_(-1, order, take)
 
 
 def best_per_row(score: torch.Tensor) -> torch.Tensor:
-    """Boolean mask of each row's single highest score."""
-    return torch.zeros_like(score, dtype=torch.bool).scatter_(-1, score.argmax(-1, keepdim=True), True)
+    """Boolean mask of each row's single highest score (the first one on ties)."""
+    return score.argmax(-1, keepdim=True) == _arange(score.shape[-1], score.device)
+
+
+def lowest_per_row(score: torch.Tensor) -> torch.Tensor:
+    """Boolean mask of each row's single lowest score (the first one on ties)."""
+    return score.argmin(-1, keepdim=True) == _arange(score.shape[-1], score.device)
+
+
+@lru_cache(maxsize=8)
+def _arange(n: int, device: torch.device) -> torch.Tensor:
+    with torch.inference_mode(False):
+        return torch.arange(n, device=device)
 
 
 class BlockSampler:
@@ -218,21 +238,31 @@ class BlockSampler:
         step = torch.zeros(B, dtype=torch.long, device=dev)  # (A,) steps taken in the current block
         cols = offsets.expand(B, L)  # (A, L) answer positions of each current block
         pending = 0  # forwards every active sample took that are not yet added to `nfe`
+        # The block all active samples are in, known on the host (None once they differ): then the
+        # block is a plain slice of the logits and of the answer. Every op saved counts at batch 1.
+        same: int | None = 0
 
         while active.numel():
             full = active.numel() == B
             if kv is None:
                 logits = lm.logits(x if full else x[active], None if attn is None else (attn if full else attn[active]))
-                blk_logits = logits[:, P:].gather(1, cols[..., None].expand(-1, -1, logits.shape[-1]))
+                if same is not None:
+                    blk_logits = logits[:, P + same * L : P + (same + 1) * L]
+                else:
+                    blk_logits = logits[:, P:].gather(1, cols[..., None].expand(-1, -1, logits.shape[-1]))
             else:
-                blk_logits = _cached_block_logits(lm, kv, cfg.cache == "dual", x, attn, active, full, cols + P, step == 0, ftok)
+                lookahead = cfg.dual_lookahead if cfg.cache == "dual" else None
+                blk_logits = _cached_block_logits(lm, kv, lookahead, x, attn, active, full, cols + P, step == 0, ftok)
             pending += 1
             ans = answer if full else answer[active]  # a view of x, or a copy written back below
-            tokens = ans.gather(1, cols)
+            tokens = ans.gather(1, cols) if same is None else ans[:, same * L : (same + 1) * L]
             s = StepInputs(blk_logits, tokens == lm.mask_id, step, lm.mask_id, cfg.temperature, generator)
             commit = self.select(s) & s.is_mask
             new = torch.where(commit, s.x0, tokens)
-            ans.scatter_(1, cols, new)
+            if same is None:
+                ans.scatter_(1, cols, new)
+            else:
+                tokens.copy_(new)  # a view of ans
             if not full:
                 answer[active] = ans
             step = step + 1
@@ -255,6 +285,8 @@ class BlockSampler:
                 if not bool(keep.all()):
                     active, step = active[keep], step[keep]
                 cols = block[active, None] * L + offsets
+                b = block[active]
+                same = int(b[0]) if b.numel() and bool((b == b[0]).all()) else None
 
         return SamplerOutput(
             sequences=x, nfe=nfe, prompt_length=P, forward_tokens=nfe * x.shape[1] if kv is None else ftok, trace=tr
@@ -273,11 +305,13 @@ class BlockSampler:
         block[idx] = G // L
 
 
-def _cached_block_logits(lm, kv, dual, x, attn, active, full, pos, starting, ftok) -> torch.Tensor:
+def _cached_block_logits(lm, kv, lookahead, x, attn, active, full, pos, starting, ftok) -> torch.Tensor:
     """(A, L, V) logits of each active sample's current block (absolute positions ``pos``), with a KV cache.
 
     Samples at a block's first step get a full forward that (re)fills their cache
-    rows; the others a windowed forward against it. ``ftok`` counts query positions.
+    rows; the others a windowed forward against it (``lookahead``: None = prefix
+    cache, else dual with that many fresh positions after the block). ``ftok``
+    counts query positions.
     """
     A, N = active.numel(), x.shape[1]
     n_start = int(starting.sum())
@@ -295,11 +329,14 @@ def _cached_block_logits(lm, kv, dual, x, attn, active, full, pos, starting, fto
             logits = lm.logits(xs, am, cache=CacheView(kv, None if whole else rows))
             blk = logits.gather(1, p[..., None].expand(-1, -1, logits.shape[-1]))
             ftok[rows] += N
-        elif dual:
+        elif lookahead == 0:
             blk = lm.logits_window(xs, am, p, None, cache=kv, rows=None if whole else rows)
             ftok[rows] += p.shape[1] + lm.shift_logits
         else:
-            index, fresh = prefix_window(p[:, 0], N)
+            if lookahead is None:
+                index, fresh = prefix_window(p[:, 0], N)
+            else:
+                index, fresh = lookahead_window(p[:, 0], p.shape[1] + lookahead, N)
             logits = lm.logits_window(xs, am, index, fresh, cache=kv, rows=None if whole else rows)
             blk = logits.gather(1, (p - index[:, :1])[..., None].expand(-1, -1, logits.shape[-1]))
             ftok[rows] += index.shape[1] + lm.shift_logits

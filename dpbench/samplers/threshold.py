@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .base import BlockConfig, BlockSampler, StepInputs, best_per_row
+from .base import BlockConfig, BlockSampler, StepInputs, best_per_row, lowest_per_row
 from .registry import register_sampler
 
 
@@ -43,8 +43,8 @@ class DParallelSampler(BlockSampler):
     Config = EntropyThresholdConfig
 
     def select(self, s: StepInputs) -> torch.Tensor:
-        h = s.entropy.masked_fill(~s.is_mask, float("inf"))
-        return (h <= self.config.threshold) | best_per_row(-h)
+        h = torch.where(s.is_mask, s.entropy, float("inf"))
+        return (h <= self.config.threshold) | lowest_per_row(h)
 
 
 @register_sampler("confidence", aliases=("fast-dllm", "fast_dllm", "conf"))
@@ -54,5 +54,5 @@ class ConfidenceSampler(BlockSampler):
     Config = ConfidenceThresholdConfig
 
     def select(self, s: StepInputs) -> torch.Tensor:
-        c = s.confidence.masked_fill(~s.is_mask, float("-inf"))
+        c = torch.where(s.is_mask, s.confidence, float("-inf"))
         return (c >= self.config.threshold) | best_per_row(c)
