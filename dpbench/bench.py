@@ -157,6 +157,16 @@ def _peak_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
+def cache_params(spec: str) -> dict[str, Any]:
+    """Sampler parameters of one ``--cache`` entry: a mode, or ``dual+N`` (dual with lookahead N)."""
+    mode, plus, n = spec.partition("+")
+    if not plus:
+        return {"cache": spec}
+    if mode != "dual" or not n.isdigit():
+        raise ValueError(f"cache entries are none, prefix, dual or dual+N (N = lookahead positions, e.g. dual+16), got {spec!r}")
+    return {"cache": "dual", "dual_lookahead": int(n)}
+
+
 @dataclass
 class _Combo:
     sampler: str
@@ -202,7 +212,7 @@ def run_bench(cfg: BenchConfig, lm: DiffusionLM | None = None, tokenizer=None, *
     prompts = {n: build_prompts(task, tokenizer, docs, n, cfg.seed, cfg.prompt_fill) for n in cfg.prompt_tokens}
     combos: list[_Combo] = []
     for name, cache, bs, n in itertools.product(cfg.samplers, cfg.caches, cfg.batch_sizes, cfg.prompt_tokens):
-        smp = get_sampler(name, **{**task.params_for(name), **cfg.params, "cache": cache})
+        smp = get_sampler(name, **{**task.params_for(name), **cfg.params, **cache_params(cache)})
         batches = [(docs[i : i + bs], encode(prompts[n][i : i + bs], n)) for i in range(0, len(docs), bs)]
         combo = _Combo(name, cache, bs, n, smp, batches)
         # Warm-up (untimed): one batch of training problems at this shape.

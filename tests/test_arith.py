@@ -52,6 +52,11 @@ def test_splits_disjoint_by_multiset(task):
     pool_train = {tuple(sorted(p)) for p in task.problems("train")}
     pool_test = {tuple(sorted(p)) for p in task.problems("test")}
     assert pool_train.isdisjoint(pool_test) and pool_test
+    # Validation: distinct problems from the training pool, never a test problem.
+    val = task.docs("validation")
+    assert len(val) == 500 and len({d.question for d in val}) == 500
+    assert {key(d) for d in val} <= pool_train
+    assert [d.question for d in val[:20]] != [d.question for d in task.docs("train", limit=20)]
 
 
 def test_solutions_are_correct_and_varied(task):
@@ -93,7 +98,7 @@ def test_params_for_keeps_only_what_a_sampler_takes(task):
 
 def test_errors(task):
     with pytest.raises(ValueError, match="splits"):
-        task.docs("validation")
+        task.docs("dev")
     with pytest.raises(ValueError, match="unknown arith option"):
         ArithTask(bogus=1)
     with pytest.raises(ValueError, match="terms"):

@@ -8,7 +8,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from dpbench.bench import BenchConfig, ForwardTimer, build_prompts, run_bench, to_markdown, write_results
+from dpbench.bench import BenchConfig, ForwardTimer, build_prompts, cache_params, run_bench, to_markdown, write_results
 from dpbench.cli import app
 from dpbench.models import DiffusionLM
 from dpbench.samplers import get_sampler
@@ -22,6 +22,14 @@ def test_config_is_validated():
         BenchConfig(batch_sizes=[0])
     with pytest.raises(ValueError, match=r"prompt_fill must be one of fewshot, pad, got 'zeros'"):
         BenchConfig(prompt_fill="zeros")
+
+
+def test_cache_entries():
+    assert cache_params("none") == {"cache": "none"}
+    assert cache_params("dual+16") == {"cache": "dual", "dual_lookahead": 16}
+    for bad in ("prefix+4", "dual+x", "dual+"):
+        with pytest.raises(ValueError, match=r"cache entries are none, prefix, dual or dual\+N .*, got"):
+            cache_params(bad)
 
 
 def test_forward_timer_counts_every_forward_and_restores(char_tokenizer, tiny_lm):

@@ -14,7 +14,8 @@ certainty convergence that parallel decoders and dParallel's distillation
 target. Only the final ``#### N`` is scored.
 
 Splits are disjoint by the multiset of numbers: a test problem is never a
-reordering of a training problem.
+reordering of a training problem. ``validation`` holds distinct problems of the
+training pool (for choosing checkpoints and thresholds without touching test).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from .extract import extract_answer, numbers_equal
 
 # The repository's declarative definition; an installed wheel may not carry it.
 YAML_PATH = Path(__file__).resolve().parents[2] / "tasks" / "arith.yaml"
-SPLITS = ("train", "test")
+SPLITS = ("train", "validation", "test")
 
 
 @dataclass
@@ -147,8 +148,10 @@ class ArithTask(Task):
         pool = self.problems(split)
         if not pool:
             raise ValueError(f"the {split} split is empty for terms={list(cfg.terms)}, values={list(cfg.values)}")
-        if split == "test":
-            # Distinct problems, as many as asked for and the pool allows.
+        if split in ("test", "validation"):
+            # Distinct problems, as many as asked for and the pool allows. Validation draws them
+            # from the training pool (a different draw than train): a place to choose checkpoints
+            # and thresholds without looking at test.
             chosen = rng.sample(pool, min(cfg.test_size, len(pool)))
         else:
             # Problems repeat, each time with an independently drawn solution order.
