@@ -241,6 +241,7 @@ class BlockSampler:
         # The block all active samples are in, known on the host (None once they differ): then the
         # block is a plain slice of the logits and of the answer. Every op saved counts at batch 1.
         same: int | None = 0
+        n_start = B  # samples at the first step of their block (known on the host: no sync per step)
 
         while active.numel():
             full = active.numel() == B
@@ -252,7 +253,7 @@ class BlockSampler:
                     blk_logits = logits[:, P:].gather(1, cols[..., None].expand(-1, -1, logits.shape[-1]))
             else:
                 lookahead = cfg.dual_lookahead if cfg.cache == "dual" else None
-                blk_logits = _cached_block_logits(lm, kv, lookahead, x, attn, active, full, cols + P, step == 0, ftok)
+                blk_logits = _cached_block_logits(lm, kv, lookahead, x, attn, active, full, cols + P, step, n_start, ftok)
             pending += 1
             ans = answer if full else answer[active]  # a view of x, or a copy written back below
             tokens = ans.gather(1, cols) if same is None else ans[:, same * L : (same + 1) * L]
@@ -272,6 +273,7 @@ class BlockSampler:
                 _record(tr, active, cols, commit, nfe, s)
 
             left = (new == lm.mask_id).any(dim=1)
+            n_start = 0
             if not bool(left.all()):  # some block is finished
                 nfe[active] += pending
                 pending = 0
@@ -287,6 +289,7 @@ class BlockSampler:
                 cols = block[active, None] * L + offsets
                 b = block[active]
                 same = int(b[0]) if b.numel() and bool((b == b[0]).all()) else None
+                n_start = int((step == 0).sum())
 
         return SamplerOutput(
             sequences=x, nfe=nfe, prompt_length=P, forward_tokens=nfe * x.shape[1] if kv is None else ftok, trace=tr
@@ -305,21 +308,22 @@ class BlockSampler:
         block[idx] = G // L
 
 
-def _cached_block_logits(lm, kv, lookahead, x, attn, active, full, pos, starting, ftok) -> torch.Tensor:
+def _cached_block_logits(lm, kv, lookahead, x, attn, active, full, pos, step, n_start, ftok) -> torch.Tensor:
     """(A, L, V) logits of each active sample's current block (absolute positions ``pos``), with a KV cache.
 
     Samples at a block's first step get a full forward that (re)fills their cache
     rows; the others a windowed forward against it (``lookahead``: None = prefix
     cache, else dual with that many fresh positions after the block). ``ftok``
-    counts query positions.
+    counts query positions. ``n_start`` of the samples are at step 0 of their block.
     """
     A, N = active.numel(), x.shape[1]
-    n_start = int(starting.sum())
+    starting = step == 0 if 0 < n_start < A else None  # only a mixed step needs the per-row choice
     out = None
-    for sel, first in ((starting, True), (~starting, False)):
+    for first in (True, False):
         n = n_start if first else A - n_start
         if n == 0:
             continue
+        sel = None if n == A else (starting if first else ~starting)
         whole = n == A and full  # every row of the batch, in order: index nothing
         rows = active if n == A else active[sel]
         xs = x if whole else x[rows]
