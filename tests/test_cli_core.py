@@ -34,3 +34,13 @@ def test_every_command_has_help_with_an_example():
         res = runner.invoke(app, [name, "--help"])
         assert res.exit_code == 0, name
         assert "Example" in res.output, f"{name} --help has no example"
+
+
+def test_generate_takes_the_presets_task_defaults():
+    """tiny-arith decodes with arith's gen 64 / block 16 unless told otherwise, not the paper's 256 / 32."""
+    res = runner.invoke(app, ["generate", "What is 3 + 4 + 5?", "--model", "tiny-arith", "--sampler", "dparallel"])
+    assert res.exit_code == 0, res.output
+    assert "gen_length=64, block_length=16" in res.output and "#### 12" in res.output
+    res = runner.invoke(app, ["generate", "What is 3 + 4 + 5?", "--model", "tiny-arith", "-p", "gen_length=32,block_length=8"])
+    assert res.exit_code == 0, res.output
+    assert "gen_length=32, block_length=8" in res.output

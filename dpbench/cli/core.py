@@ -46,6 +46,9 @@ def generate(
     model: str = typer.Option("tiny-arith", "--model", "-m", help="Preset, local directory or hub id."),
     sampler: str = typer.Option("dparallel", "--sampler", "-s", help="Sampler name (see `dpbench samplers`)."),
     param: Optional[List[str]] = typer.Option(None, "--param", "-p", help="Sampler parameter k=v (repeatable)."),
+    task: Optional[str] = typer.Option(
+        None, "--task", help="Start from this task's sampler defaults (default: the preset's task, e.g. arith for tiny-arith)."
+    ),
     device: Optional[str] = typer.Option(None, help="cuda, mps or cpu (default: best available)."),
     dtype: Optional[str] = typer.Option(None, help="bf16, fp16 or fp32 (default: bf16 on GPU, fp32 on CPU)."),
     trust_remote_code: bool = typer.Option(False, help="Use the checkpoint's own modeling code."),
@@ -53,15 +56,22 @@ def generate(
     """Decode one prompt and print the answer, NFE, tokens per forward and seconds.
 
     Example: dpbench generate "What is 3 + 4 + 5?" --model tiny-arith --sampler dparallel -p threshold=0.5
+
+    Parameters not given come from --task (for the tiny presets: arith, gen 64 / block 16),
+    else from the sampler's own defaults (the paper's gen 256 / block 32).
     """
     import torch
 
     from ..models import load_model
+    from ..models.loading import resolve_source
     from ..samplers import get_sampler
+    from ..tasks import get_task
     from ..textutil import decode_answers
 
     try:
-        smp = get_sampler(sampler, **parse_params(param))
+        task = task or getattr(resolve_source(model)[1], "task", None)
+        defaults = get_task(task).params_for(sampler) if task else {}
+        smp = get_sampler(sampler, **{**defaults, **parse_params(param)})
         lm, tok = load_model(model, device=device, dtype=dtype, trust_remote_code=trust_remote_code, verbose=True)
     except (ValueError, OSError) as err:
         raise typer.BadParameter(str(err)) from None

@@ -24,6 +24,7 @@ class Preset:
     mask_id: int | None = None  # None: read from the tokenizer / config
     eos_token_ids: tuple[int, ...] = ()  # empty: read from the tokenizer
     aliases: tuple[str, ...] = field(default=())
+    task: str | None = None  # the task whose sampler defaults `dpbench generate` uses (tiny models)
 
 
 # LLaDA: EOS 126081 (<|endoftext|>) pads the answer; 126348 (<|eot_id|>) ends a turn.
@@ -38,8 +39,8 @@ PRESETS: dict[str, Preset] = {
     "Zigeng/dParallel_Dream_7B_Instruct": Preset(
         "Zigeng/dParallel_Dream_7B_Instruct", "dream", aliases=("dparallel-dream",)
     ),
-    "tiny-arith": Preset(str(ASSETS / "tiny-arith"), "builtin"),
-    "tiny-arith-dparallel": Preset(str(ASSETS / "tiny-arith-dparallel"), "builtin"),
+    "tiny-arith": Preset(str(ASSETS / "tiny-arith"), "builtin", task="arith"),
+    "tiny-arith-dparallel": Preset(str(ASSETS / "tiny-arith-dparallel"), "builtin", task="arith"),
 }
 _ALIASES = {alias: name for name, p in PRESETS.items() for alias in p.aliases}
 
