@@ -172,8 +172,10 @@ def test_cli_distill_stage_and_sweep(teacher, tmp_path):
 
     res = runner.invoke(app, ["sweep", "distill-fake", "-m", f"teach={teacher}", "--sampler", "dparallel",
                               "--param", "threshold=0.2,0.8", "--limit", "2", "--out", str(tmp_path / "s"),
-                              "--device", "cpu"])
+                              "--device", "cpu", "--split", "train"])
     assert res.exit_code == 0, res.output
+    for manifest in (tmp_path / "s" / "runs").glob("*/manifest.json"):
+        assert json.loads(manifest.read_text())["split"] == "train"
     import pandas as pd
 
     df = pd.read_csv(tmp_path / "s" / "sweep.csv")

@@ -58,9 +58,10 @@ def sweep(
     sampler: str = typer.Option("dparallel", "--sampler", "-s", help="Sampler to sweep."),
     param: Optional[List[str]] = typer.Option(None, "--param", "-p", help="key=v1,v2,... (repeatable: a grid)."),
     out: Path = typer.Option(Path("results/sweep"), "--out", "-o", help="Directory for runs/, sweep.csv, tradeoff.png."),
-    limit: Optional[int] = typer.Option(None, help="First N test documents."),
+    limit: Optional[int] = typer.Option(None, help="First N documents of the split."),
     batch_size: int = typer.Option(16, help="Documents decoded together."),
     device: Optional[str] = typer.Option(None, help="cuda, mps or cpu (default: best available)."),
+    split: str = typer.Option("test", help="Document split (choose thresholds on arith's 'validation', report on 'test')."),
     title: Optional[str] = typer.Option(None, help="Chart title."),
 ) -> None:
     """Sweep a sampler parameter for one or more models (plus each model's baseline); write a table and chart.
@@ -72,7 +73,7 @@ def sweep(
     try:
         grid = parse_grid(param)
         df = run_sweep(task, list(model), sampler, grid, out=out, limit=limit, batch_size=batch_size,
-                       device=device)
+                       device=device, split=split)
     except (ValueError, OSError) as err:
         raise typer.BadParameter(str(err)) from None
     chart = plot_tradeoff(df, out / "tradeoff.png", sampler=sampler, title=title or f"{task}: accuracy vs speedup")

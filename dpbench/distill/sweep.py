@@ -65,6 +65,7 @@ def run_sweep(
     limit: int | None = None,
     batch_size: int = 16,
     device: str | None = None,
+    split: str = "test",
     progress: bool = True,
 ) -> pd.DataFrame:
     """Run ``baseline`` and ``sampler`` at every grid point for each model; one row per run.
@@ -84,7 +85,7 @@ def run_sweep(
             tag = "-".join(f"{k}{v}" for k, v in params.items())
             run_dir = out / "runs" / "-".join(x for x in (_slug(spec.label), smp, _slug(tag) if tag else "") if x)
             run(RunConfig(task=task, model=spec.source, sampler=smp, params=dict(params), out=str(run_dir),
-                          limit=limit, batch_size=batch_size, device=device, progress=progress))
+                          limit=limit, batch_size=batch_size, device=device, split=split, progress=progress))
             dirs.append(run_dir)
             meta.append({"model": spec.label, "source": spec.source, **{k: str(v) for k, v in params.items()}})
     reference = dirs[0].name  # the first model's baseline
