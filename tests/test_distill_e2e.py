@@ -174,8 +174,8 @@ def test_cli_distill_stage_and_sweep(teacher, tmp_path):
                               "--param", "threshold=0.2,0.8", "--limit", "2", "--out", str(tmp_path / "s"),
                               "--device", "cpu", "--split", "train"])
     assert res.exit_code == 0, res.output
-    for manifest in (tmp_path / "s" / "runs").glob("*/manifest.json"):
-        assert json.loads(manifest.read_text())["split"] == "train"
+    manifests = list((tmp_path / "s" / "runs").glob("*/manifest.json"))
+    assert len(manifests) == 3 and all(json.loads(m.read_text())["split"] == "train" for m in manifests)
     import pandas as pd
 
     df = pd.read_csv(tmp_path / "s" / "sweep.csv")
