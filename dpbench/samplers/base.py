@@ -237,6 +237,7 @@ class BlockSampler:
         active = torch.arange(B, device=dev)
         step = torch.zeros(B, dtype=torch.long, device=dev)  # (A,) steps taken in the current block
         cols = offsets.expand(B, L)  # (A, L) answer positions of each current block
+        pos = cols + P  # the same as absolute sequence positions
         pending = 0  # forwards every active sample took that are not yet added to `nfe`
         # The block all active samples are in, known on the host (None once they differ): then the
         # block is a plain slice of the logits and of the answer. Every op saved counts at batch 1.
@@ -253,7 +254,7 @@ class BlockSampler:
                     blk_logits = logits[:, P:].gather(1, cols[..., None].expand(-1, -1, logits.shape[-1]))
             else:
                 lookahead = cfg.dual_lookahead if cfg.cache == "dual" else None
-                blk_logits = _cached_block_logits(lm, kv, lookahead, x, attn, active, full, cols + P, step, n_start, ftok)
+                blk_logits = _cached_block_logits(lm, kv, lookahead, x, attn, active, full, pos, step, n_start, ftok)
             pending += 1
             ans = answer if full else answer[active]  # a view of x, or a copy written back below
             tokens = ans.gather(1, cols) if same is None else ans[:, same * L : (same + 1) * L]
@@ -287,6 +288,7 @@ class BlockSampler:
                 if not bool(keep.all()):
                     active, step = active[keep], step[keep]
                 cols = block[active, None] * L + offsets
+                pos = cols + P
                 b = block[active]
                 same = int(b[0]) if b.numel() and bool((b == b[0]).all()) else None
                 n_start = int((step == 0).sum())
@@ -332,10 +334,10 @@ def _cached_block_logits(lm, kv, lookahead, x, attn, active, full, pos, step, n_
         if first:
             logits = lm.logits(xs, am, cache=CacheView(kv, None if whole else rows))
             blk = logits.gather(1, p[..., None].expand(-1, -1, logits.shape[-1]))
-            ftok[rows] += N
+            _count(ftok, rows, whole, N)
         elif lookahead == 0:
             blk = lm.logits_window(xs, am, p, None, cache=kv, rows=None if whole else rows)
-            ftok[rows] += p.shape[1] + lm.shift_logits
+            _count(ftok, rows, whole, p.shape[1] + lm.shift_logits)
         else:
             if lookahead is None:
                 index, fresh = prefix_window(p[:, 0], N)
@@ -343,13 +345,21 @@ def _cached_block_logits(lm, kv, lookahead, x, attn, active, full, pos, step, n_
                 index, fresh = lookahead_window(p[:, 0], p.shape[1] + lookahead, N)
             logits = lm.logits_window(xs, am, index, fresh, cache=kv, rows=None if whole else rows)
             blk = logits.gather(1, (p - index[:, :1])[..., None].expand(-1, -1, logits.shape[-1]))
-            ftok[rows] += index.shape[1] + lm.shift_logits
+            _count(ftok, rows, whole, index.shape[1] + lm.shift_logits)
         if n == A:
             return blk
         if out is None:
             out = blk.new_empty((A,) + blk.shape[1:])
         out[sel] = blk
     return out
+
+
+def _count(ftok: torch.Tensor, rows: torch.Tensor, whole: bool, n: int) -> None:
+    """Add ``n`` query positions to the forward-token count of ``rows`` (all of them: one in-place add)."""
+    if whole:
+        ftok += n
+    else:
+        ftok[rows] += n
 
 
 def _new_trace(B: int, G: int, dev) -> Trace:
