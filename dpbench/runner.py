@@ -200,7 +200,6 @@ def run(cfg: RunConfig) -> RunSummary:
     """
     from .distributed import init_distributed, merge_rank_records, rank_file
     from .models import load_model, resolve_device, resolve_dtype
-    from .tasks import get_task
 
     if cfg.batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {cfg.batch_size}")

@@ -22,7 +22,7 @@ from torch import nn
 from transformers import PretrainedConfig, PreTrainedModel
 from transformers.modeling_outputs import MaskedLMOutput
 
-from .llada import RMSNorm, attend, position_ids_from_mask, rotary_cos_sin, sdpa_mask
+from .llada import RMSNorm, attend, init_weights, run_layers
 
 
 class DreamConfig(PretrainedConfig):
@@ -153,17 +153,10 @@ class DreamBaseModel(nn.Module):
         position_ids: torch.Tensor | None = None,
         cache=None,
     ) -> torch.Tensor:
-        """With ``cache`` (a `kv_cache.CacheView` with an ``index``), ``input_ids`` and
-        ``position_ids`` are the query window only, ``attention_mask`` covers all keys."""
-        b, n = input_ids.shape
+        """See `run_layers` for ``cache``."""
         x = self.embed_tokens(input_ids)
-        if position_ids is None:
-            position_ids = position_ids_from_mask(attention_mask, b, n, input_ids.device)
         # Qwen2 rounds the RoPE tables to the activation dtype before rotating (LLaDA does not).
-        cos, sin = rotary_cos_sin(position_ids, self.config.head_dim, self.config.rope_theta, x.dtype)
-        mask = sdpa_mask(attention_mask, x.dtype)
-        for i, layer in enumerate(self.layers):
-            x = layer(x, cos, sin, mask, None if cache is None else (cache, i))
+        x = run_layers(x, self.layers, attention_mask, position_ids, self.config.head_dim, self.config.rope_theta, x.dtype, cache)
         return self.norm(x)
 
 
@@ -187,15 +180,7 @@ class DreamModel(PreTrainedModel):
         self.post_init()
 
     def _init_weights(self, module: nn.Module) -> None:
-        std = self.config.initializer_range
-        if isinstance(module, nn.Linear):
-            nn.init.normal_(module.weight, std=std)
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
-        elif isinstance(module, nn.Embedding):
-            nn.init.normal_(module.weight, std=std)
-        elif isinstance(module, RMSNorm):
-            nn.init.ones_(module.weight)
+        init_weights(module, self.config.initializer_range)
 
     def get_input_embeddings(self) -> nn.Module:
         return self.model.embed_tokens

@@ -190,6 +190,34 @@ def attend(heads: nn.Module, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, 
     return a.transpose(1, 2).reshape(b, n, -1)
 
 
+def run_layers(x: torch.Tensor, layers: nn.ModuleList, attention_mask: torch.Tensor | None,
+               position_ids: torch.Tensor | None, head_dim: int, theta: float, rope_dtype: torch.dtype,
+               cache=None) -> torch.Tensor:
+    """Positions, RoPE tables and the attention mask, then every layer (LLaDA and Dream alike).
+
+    With ``cache`` (a `kv_cache.CacheView` with an ``index``) ``x`` and ``position_ids``
+    cover the query window only; ``attention_mask`` covers all keys.
+    """
+    b, n = x.shape[:2]
+    if position_ids is None:
+        position_ids = position_ids_from_mask(attention_mask, b, n, x.device)
+    cos, sin = rotary_cos_sin(position_ids, head_dim, theta, rope_dtype)
+    mask = sdpa_mask(attention_mask, x.dtype)
+    for i, layer in enumerate(layers):
+        x = layer(x, cos, sin, mask, None if cache is None else (cache, i))
+    return x
+
+
+def init_weights(module: nn.Module, std: float) -> None:
+    """Normal(0, std) weights, zero biases, unit norms: the random init of both native models."""
+    if isinstance(module, (nn.Linear, nn.Embedding)):
+        nn.init.normal_(module.weight, std=std)
+        if getattr(module, "bias", None) is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, RMSNorm):
+        nn.init.ones_(module.weight)
+
+
 class LLaDABlock(nn.Module):
     def __init__(self, config: LLaDAConfig) -> None:
         super().__init__()
@@ -237,18 +265,11 @@ class LLaDAModel(nn.Module):
         position_ids: torch.Tensor | None = None,
         cache=None,
     ) -> torch.Tensor:
-        """With ``cache`` (a `kv_cache.CacheView` with an ``index``), ``input_ids`` and
-        ``position_ids`` are the query window only, ``attention_mask`` covers all keys."""
-        b, n = input_ids.shape
-        t = self.transformer
+        """See `run_layers` for ``cache``."""
+        cfg, t = self.config, self.transformer
         x = t.wte(input_ids)
-        if position_ids is None:
-            position_ids = position_ids_from_mask(attention_mask, b, n, input_ids.device)
-        rope_dtype = torch.float32 if self.config.rope_full_precision else x.dtype
-        cos, sin = rotary_cos_sin(position_ids, self.config.d_model // self.config.n_heads, self.config.rope_theta, rope_dtype)
-        mask = sdpa_mask(attention_mask, x.dtype)
-        for i, block in enumerate(t.blocks):
-            x = block(x, cos, sin, mask, None if cache is None else (cache, i))
+        rope_dtype = torch.float32 if cfg.rope_full_precision else x.dtype
+        x = run_layers(x, t.blocks, attention_mask, position_ids, cfg.d_model // cfg.n_heads, cfg.rope_theta, rope_dtype, cache)
         x = t.ln_f(x)
         head = t.wte.weight if self.config.weight_tying else t.ff_out.weight
         return F.linear(x, head)
@@ -267,13 +288,7 @@ class LLaDAModelLM(PreTrainedModel):
         self.post_init()
 
     def _init_weights(self, module: nn.Module) -> None:
-        std = self.config.init_std
-        if isinstance(module, nn.Linear):
-            nn.init.normal_(module.weight, std=std)
-        elif isinstance(module, nn.Embedding):
-            nn.init.normal_(module.weight, std=std)
-        elif isinstance(module, RMSNorm):
-            nn.init.ones_(module.weight)
+        init_weights(module, self.config.init_std)
 
     def get_input_embeddings(self) -> nn.Module:
         return self.model.transformer.wte
