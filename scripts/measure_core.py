@@ -15,28 +15,12 @@ import time
 
 import torch
 
+from dpbench.bench import ForwardTimer
 from dpbench.models import DiffusionLM, LLaDAConfig, LLaDAModelLM, build_char_tokenizer
 from dpbench.samplers import get_sampler
 
 
-class TimedLM(DiffusionLM):
-    """Adapter that accumulates the seconds spent in the model forward."""
-
-    forward_seconds = 0.0
-    calls = 0
-
-    def logits(self, input_ids, attention_mask=None):
-        sync = torch.cuda.synchronize if self.device.type == "cuda" else (lambda: None)
-        sync()
-        t0 = time.perf_counter()
-        out = super().logits(input_ids, attention_mask)
-        sync()
-        self.forward_seconds += time.perf_counter() - t0
-        self.calls += 1
-        return out
-
-
-def build(d_model: int, n_layers: int, vocab: int, device: str) -> tuple[TimedLM, object]:
+def build(d_model: int, n_layers: int, vocab: int, device: str) -> tuple[DiffusionLM, object]:
     tok = build_char_tokenizer()
     torch.manual_seed(0)
     cfg = LLaDAConfig(d_model=d_model, n_layers=n_layers, n_heads=max(1, d_model // 64), mlp_hidden_size=4 * d_model,
@@ -44,16 +28,17 @@ def build(d_model: int, n_layers: int, vocab: int, device: str) -> tuple[TimedLM
     model = LLaDAModelLM(cfg).eval().to(device)
     with torch.no_grad():
         model.model.transformer.ff_out.weight.mul_(60.0)  # confident enough for thresholds to bite
-    return TimedLM(model, mask_id=tok.mask_token_id, eos_token_ids=[tok.eos_token_id]), tok
+    return DiffusionLM(model, mask_id=tok.mask_token_id, eos_token_ids=[tok.eos_token_id]), tok
 
 
-def timed_generate(lm: TimedLM, smp, ids, mask=None) -> tuple[float, float, int]:
-    lm.forward_seconds, lm.calls = 0.0, 0
+def timed_generate(timer: ForwardTimer, smp, ids, mask=None) -> tuple[float, float, int]:
+    """(wall-clock, seconds inside the forward, forward calls) of one generate call."""
+    f_s, f_n = timer.seconds, timer.calls
     t0 = time.perf_counter()
-    smp.generate(lm, ids, mask)
-    if lm.device.type == "cuda":
+    smp.generate(timer.lm, ids, mask)
+    if timer.lm.device.type == "cuda":
         torch.cuda.synchronize()
-    return time.perf_counter() - t0, lm.forward_seconds, lm.calls
+    return time.perf_counter() - t0, timer.seconds - f_s, timer.calls - f_n
 
 
 def main() -> None:
@@ -65,6 +50,12 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
     lm, tok = build(args.d_model, args.n_layers, args.vocab, args.device)
+    with ForwardTimer(lm).active() as timer:
+        measure(timer, tok, args)
+
+
+def measure(timer: ForwardTimer, tok, args) -> None:
+    lm = timer.lm
     vocab = lm.module.config.embedding_size
     print(f"model d={args.d_model} layers={args.n_layers} vocab={vocab} device={args.device} threads={torch.get_num_threads()}")
     prompts = [f"Q{i}: what is {i} + {3 * i + 7} + {i * i}? " * (1 + i % 3) for i in range(16)]
@@ -73,10 +64,10 @@ def main() -> None:
 
     for bs in (1, 16):
         enc = tok(prompts[:bs], return_tensors="pt", padding=True, add_special_tokens=False).to(args.device)
-        timed_generate(lm, base, enc.input_ids, enc.attention_mask)  # warm-up
+        timed_generate(timer, base, enc.input_ids, enc.attention_mask)  # warm-up
         best = None
         for _ in range(args.repeats):
-            total, fwd, calls = timed_generate(lm, base, enc.input_ids, enc.attention_mask)
+            total, fwd, calls = timed_generate(timer, base, enc.input_ids, enc.attention_mask)
             best = min(best or (9e9,), (total, fwd, calls))
         total, fwd, calls = best
         per_fwd, per_step_over = fwd / calls, (total - fwd) / calls
@@ -87,9 +78,9 @@ def main() -> None:
     for label, group in (("similar lengths", similar), ("lengths 1x-3x", prompts)):
         enc = tok(group, return_tensors="pt", padding=True, add_special_tokens=False).to(args.device)
         singles = [tok(p, return_tensors="pt", add_special_tokens=False).input_ids.to(args.device) for p in group]
-        timed_generate(lm, smp, enc.input_ids, enc.attention_mask)
-        batched = min(timed_generate(lm, smp, enc.input_ids, enc.attention_mask)[0] for _ in range(args.repeats))
-        one_by_one = min(sum(timed_generate(lm, smp, ids)[0] for ids in singles) for _ in range(args.repeats))
+        timed_generate(timer, smp, enc.input_ids, enc.attention_mask)
+        batched = min(timed_generate(timer, smp, enc.input_ids, enc.attention_mask)[0] for _ in range(args.repeats))
+        one_by_one = min(sum(timed_generate(timer, smp, ids)[0] for ids in singles) for _ in range(args.repeats))
         print(f"dparallel 16 prompts ({label}): one batch {batched:.3f} s, one at a time {one_by_one:.3f} s, "
               f"speedup {one_by_one / batched:.2f}x")
 

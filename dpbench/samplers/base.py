@@ -243,6 +243,7 @@ class BlockSampler:
         # block is a plain slice of the logits and of the answer. Every op saved counts at batch 1.
         same: int | None = 0
         n_start = B  # samples at the first step of their block (known on the host: no sync per step)
+        lookahead = cfg.dual_lookahead if cfg.cache == "dual" else None  # None: prefix cache
 
         while active.numel():
             full = active.numel() == B
@@ -253,7 +254,6 @@ class BlockSampler:
                 else:
                     blk_logits = logits[:, P:].gather(1, cols[..., None].expand(-1, -1, logits.shape[-1]))
             else:
-                lookahead = cfg.dual_lookahead if cfg.cache == "dual" else None
                 blk_logits = _cached_block_logits(lm, kv, lookahead, x, attn, active, full, pos, step, n_start, ftok)
             pending += 1
             ans = answer if full else answer[active]  # a view of x, or a copy written back below
@@ -284,12 +284,12 @@ class BlockSampler:
                 step[done] = 0
                 if cfg.early_stop:
                     self._fill_after_eos(answer, ended, new[done, -1], block, eos, lm.eos_id, G, L)
-                keep = block[active] < cfg.num_blocks
-                if not bool(keep.all()):
-                    active, step = active[keep], step[keep]
-                cols = block[active, None] * L + offsets
-                pos = cols + P
                 b = block[active]
+                keep = b < cfg.num_blocks
+                if not bool(keep.all()):
+                    active, step, b = active[keep], step[keep], b[keep]
+                cols = b[:, None] * L + offsets
+                pos = cols + P
                 same = int(b[0]) if b.numel() and bool((b == b[0]).all()) else None
                 n_start = int((step == 0).sum())
 
