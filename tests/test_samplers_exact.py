@@ -196,3 +196,46 @@ def test_mask_token_is_never_committed(char_tokenizer):
         params = {"steps": 8} if name == "baseline" else {}
         out = get_sampler(name, gen_length=8, block_length=4, **params).generate(lm, torch.tensor([[5, 6]]))
         assert bool((out.answers == 10).all()), name
+
+
+@pytest.mark.parametrize(
+    "name,params",
+    [
+        ("baseline", {"steps": 24}),  # 6 steps per block of 16: k = 3, 3, 3, 3, 2, 2
+        ("baseline", {"steps": 24, "remasking": "random"}),
+        ("dparallel", {"threshold": 0.0}),
+        ("dparallel", {"threshold": 1e6}),  # everything passes the threshold
+        ("confidence", {"threshold": 0.0}),
+        ("confidence", {"threshold": 1.0}),
+    ],
+)
+def test_samplers_that_skip_the_mask_intersection_select_masked_positions_only(name, params):
+    """`selects_masked_only` lets the loop skip `select(s) & is_mask`: it must hold for any logits,
+    ties included (all-equal logits, and saturated ones where several confidences are exactly 1)."""
+    from dpbench.samplers.base import StepInputs
+
+    smp = get_sampler(name, gen_length=64, block_length=16, **params)
+    assert type(smp).selects_masked_only
+    g = torch.Generator().manual_seed(0)
+    ks = [3, 3, 3, 3, 2, 2]
+    for trial in range(60):
+        step = trial % 6
+        left = 16 - sum(ks[:step])  # the masks the fixed-step schedule leaves at this step
+        is_mask = torch.zeros(3, 16, dtype=torch.bool)
+        for row in is_mask:
+            row[torch.randperm(16, generator=g)[:left]] = True
+        logits = torch.randn(3, 16, 9, generator=g) * [0.0, 1.0, 100.0][trial % 3]
+        s = StepInputs(logits, is_mask, torch.full((3,), step), 0, 0.0, g)
+        commit = smp.select(s)
+        assert commit.any(1).all() and not (commit & ~is_mask).any(), (trial, commit, is_mask)
+
+
+def test_top_k_per_row_with_an_int_k_equals_a_per_row_k():
+    score = torch.tensor([[0.5, 0.9, 0.9, 0.1], [1.0, 1.0, 1.0, 1.0]], dtype=torch.float64)
+    from dpbench.samplers.base import top_k_per_row
+
+    for k in range(5):
+        picked = top_k_per_row(score, k)
+        assert torch.equal(picked, top_k_per_row(score, torch.full((2,), k)))
+        assert picked.sum(1).tolist() == [k, k]
+    assert top_k_per_row(score, 2).tolist() == [[False, True, True, False], [True, True, False, False]]  # ties: earlier first

@@ -16,10 +16,15 @@ the block's later forwards run only a query window against them (prefix: the
 block and everything after it; dual: the block). Samples at the start of a
 block and samples inside one take separate forwards in the same step, so each
 still costs one NFE and gets what it would get alone.
+
+Cost of the loop itself: at batch 1 on a CPU each small tensor op costs 10-20 us
+once a forward has flushed the caches, so a step runs a dozen ops and keeps the
+per-sample counters on the host (`rows.Rows`); docs/speed.md has the figures.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from functools import cached_property, lru_cache
 from typing import Any, ClassVar
@@ -27,7 +32,7 @@ from typing import Any, ClassVar
 import torch
 
 from ..models.adapter import DiffusionLM
-from ..models.kv_cache import CacheView, KVCache, lookahead_window, prefix_window
+from .rows import CachedForward, Rows
 
 CACHE_MODES = ("none", "prefix", "dual")
 
@@ -104,13 +109,25 @@ class StepInputs:
         self,
         logits: torch.Tensor,  # (A, L, V) current-block logits
         is_mask: torch.Tensor,  # (A, L)
-        step: torch.Tensor,  # (A,) steps already taken in the current block
+        step: torch.Tensor | Sequence[int],  # (A,) steps already taken in the current block
         mask_id: int,
         temperature: float,
         generator: torch.Generator | None,
     ) -> None:
-        self.logits, self.is_mask, self.step = logits, is_mask, step
+        self.logits, self.is_mask, self._step = logits, is_mask, step
         self.mask_id, self.temperature, self.generator = mask_id, temperature, generator
+
+    @cached_property
+    def step(self) -> torch.Tensor:
+        """(A,) long: steps already taken in the current block (the loop keeps them on the host)."""
+        s = self._step
+        return s if isinstance(s, torch.Tensor) else torch.tensor(s, device=self.is_mask.device)
+
+    @cached_property
+    def uniform_step(self) -> int | None:
+        """The step every row is at, if they share one (always at batch 1), as a host int; else None."""
+        s = self._step if not isinstance(self._step, torch.Tensor) else self._step.tolist()
+        return s[0] if s and s.count(s[0]) == len(s) else None
 
     @cached_property
     def x0(self) -> torch.Tensor:
@@ -146,12 +163,21 @@ def _index(i: int, device: torch.device) -> torch.Tensor:
         return torch.tensor([i], device=device)
 
 
-def top_k_per_row(score: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-    """Boolean mask of the k[i] highest scores of each row (k varies by row)."""
+def top_k_per_row(score: torch.Tensor, k: torch.Tensor | int) -> torch.Tensor:
+    """Boolean mask of the k[i] highest scores of each row (k: one per row, or an int for all);
+    ties go to the earlier position."""
     order = score.argsort(dim=-1, descending=True, stable=True)
     # The first k[i] places of the sorted order, scattered back to their positions.
-    take = _arange(score.shape[-1], score.device) < k[:, None]
+    n = score.shape[-1]
+    take = _first(n, k, score.device).expand_as(order) if isinstance(k, int) else _arange(n, score.device) < k[:, None]
     return torch.empty_like(take).scatter_(-1, order, take)
+
+
+@lru_cache(maxsize=64)
+def _first(n: int, k: int, device: torch.device) -> torch.Tensor:
+    """(n,) bool: True at the first k places."""
+    with torch.inference_mode(False):
+        return torch.arange(n, device=device) < k
 
 
 def best_per_row(score: torch.Tensor) -> torch.Tensor:
@@ -176,6 +202,9 @@ class BlockSampler:
     Config: ClassVar[type[BlockConfig]] = BlockConfig
     name: ClassVar[str] = ""
     aliases: ClassVar[tuple[str, ...]] = ()
+    # True if `select` by construction never picks a committed (unmasked) position, so the loop
+    # need not intersect its choice with the mask (one op a step; tested for each sampler that sets it).
+    selects_masked_only: ClassVar[bool] = False
 
     def __init__(self, **params: Any) -> None:
         self.config = self.Config(**params)
@@ -213,153 +242,66 @@ class BlockSampler:
             raise ValueError(f"input_ids must be (batch, prompt_length), got shape {tuple(input_ids.shape)}")
         B, P = input_ids.shape
         G, L = cfg.gen_length, cfg.block_length
-        kv = None
-        if cfg.cache != "none":
-            if not lm.supports_cache:
-                raise ValueError(
-                    f"cache={cfg.cache!r} needs a model with KV-cache support (dpbench's native LLaDA or Dream); "
-                    f"{lm.name} has none: use cache='none'"
-                )
-            kv, ftok = KVCache(), torch.zeros(B, dtype=torch.long, device=dev)
+        if cfg.cache != "none" and not lm.supports_cache:
+            raise ValueError(
+                f"cache={cfg.cache!r} needs a model with KV-cache support (dpbench's native LLaDA or Dream); "
+                f"{lm.name} has none: use cache='none'"
+            )
         x = torch.cat([input_ids, input_ids.new_full((B, G), lm.mask_id)], dim=1)
         answer = x[:, P:]  # a view: writes land in x
         attn = None
         if attention_mask is not None and not bool(attention_mask.all()):
             attn = torch.cat([attention_mask.to(dev).long(), attention_mask.new_ones((B, G)).long().to(dev)], dim=1)
-
-        block = torch.zeros(B, dtype=torch.long, device=dev)
-        nfe = torch.zeros(B, dtype=torch.long, device=dev)
-        offsets = torch.arange(L, device=dev)
-        eos = torch.tensor(lm.eos_token_ids, device=dev)
+        rows = Rows(B, P, L, cfg.num_blocks, dev)
+        cached = None if cfg.cache == "none" else CachedForward(lm, x, attn, cfg.cache, cfg.dual_lookahead)
         tr = _new_trace(B, G, dev) if trace else None
-        # This loop is the hot path: per-sample state is kept aligned with `active` and rebuilt
-        # only when a block ends, so an ordinary step indexes nothing by `active`.
-        active = torch.arange(B, device=dev)
-        step = torch.zeros(B, dtype=torch.long, device=dev)  # (A,) steps taken in the current block
-        cols = offsets.expand(B, L)  # (A, L) answer positions of each current block
-        pos = cols + P  # the same as absolute sequence positions
-        pending = 0  # forwards every active sample took that are not yet added to `nfe`
-        # The block all active samples are in, known on the host (None once they differ): then the
-        # block is a plain slice of the logits and of the answer. Every op saved counts at batch 1.
-        same: int | None = 0
-        n_start = B  # samples at the first step of their block (known on the host: no sync per step)
-        lookahead = cfg.dual_lookahead if cfg.cache == "dual" else None  # None: prefix cache
+        eos = set(lm.eos_token_ids)
+        is_mask = None  # (A, L) masks of the current blocks, carried over from the last step while no block ends
 
-        while active.numel():
-            full = active.numel() == B
-            if kv is None:
-                logits = lm.logits(x if full else x[active], None if attn is None else (attn if full else attn[active]))
-                if same is not None:
-                    blk_logits = logits[:, P + same * L : P + (same + 1) * L]
-                else:
-                    blk_logits = logits[:, P:].gather(1, cols[..., None].expand(-1, -1, logits.shape[-1]))
+        while rows.active:
+            sub = rows.index  # None: every sample, in order (then nothing is indexed)
+            if cached is None:
+                logits = lm.logits(x if sub is None else x[sub], None if attn is None else (attn if sub is None else attn[sub]))
+                blk_logits = rows.block_of(logits, P)
             else:
-                blk_logits = _cached_block_logits(lm, kv, lookahead, x, attn, active, full, pos, step, n_start, ftok)
-            pending += 1
-            ans = answer if full else answer[active]  # a view of x, or a copy written back below
-            tokens = ans.gather(1, cols) if same is None else ans[:, same * L : (same + 1) * L]
-            s = StepInputs(blk_logits, tokens == lm.mask_id, step, lm.mask_id, cfg.temperature, generator)
-            commit = self.select(s) & s.is_mask
-            new = torch.where(commit, s.x0, tokens)
-            if same is None:
-                ans.scatter_(1, cols, new)
+                blk_logits = cached.block_logits(rows)
+            ans = answer if sub is None else answer[sub]  # a view of x, or a copy written back below
+            tokens = rows.block_of(ans, 0)
+            if is_mask is None:
+                is_mask = tokens == lm.mask_id
+            s = StepInputs(blk_logits, is_mask, rows.steps(), lm.mask_id, cfg.temperature, generator)
+            commit = self.select(s)
+            if not self.selects_masked_only:
+                commit = commit & is_mask
+            if rows.same is None:
+                tokens = torch.where(commit, s.x0, tokens)
+                ans.scatter_(1, rows.cols, tokens)
             else:
-                tokens.copy_(new)  # a view of ans
-            if not full:
-                answer[active] = ans
-            step = step + 1
+                torch.where(commit, s.x0, tokens, out=tokens)  # tokens is a view of ans
+            if sub is not None:
+                answer[sub] = ans
+            rows.t += 1
             if tr is not None:
-                nfe[active] += pending
-                pending = 0
-                _record(tr, active, cols, commit, nfe, s)
+                _record(tr, rows, commit, s)
 
-            left = (new == lm.mask_id).any(dim=1)
-            n_start = 0
-            if not bool(left.all()):  # some block is finished
-                nfe[active] += pending
-                pending = 0
-                done = ~left
-                ended = active[done]
-                block[ended] += 1
-                step[done] = 0
-                if cfg.early_stop:
-                    self._fill_after_eos(answer, ended, new[done, -1], block, eos, lm.eos_id, G, L)
-                b = block[active]
-                keep = b < cfg.num_blocks
-                if not bool(keep.all()):
-                    active, step, b = active[keep], step[keep], b[keep]
-                cols = b[:, None] * L + offsets
-                pos = cols + P
-                same = int(b[0]) if b.numel() and bool((b == b[0]).all()) else None
-                n_start = int((step == 0).sum())
+            is_mask = tokens == lm.mask_id
+            left = is_mask.any(1).tolist()  # the one host sync of a step
+            if all(left):
+                continue
+            ended = rows.end_blocks(left)
+            if cfg.early_stop:
+                # A finished block ending in EOS means the answer is over: fill the rest, stop decoding it.
+                last = tokens[:, -1].tolist()
+                for k, i in ended:
+                    if last[k] in eos:
+                        answer[i, rows.block[i] * L :] = lm.eos_id
+                        rows.block[i] = cfg.num_blocks
+            rows.regroup()
+            is_mask = None
 
-        return SamplerOutput(
-            sequences=x, nfe=nfe, prompt_length=P, forward_tokens=nfe * x.shape[1] if kv is None else ftok, trace=tr
-        )
-
-    @staticmethod
-    def _fill_after_eos(answer, ended, last_tokens, block, eos, eos_id, G, L) -> None:
-        """Early stop: a finished block ending in EOS means the answer is over; fill the rest."""
-        stop = torch.isin(last_tokens, eos)
-        if not bool(stop.any()):
-            return
-        idx = ended[stop]
-        start = block[idx, None] * L  # first position after the finished block
-        pos = torch.arange(G, device=answer.device)
-        answer[idx] = torch.where(pos >= start, eos_id, answer[idx])
-        block[idx] = G // L
-
-
-def _cached_block_logits(lm, kv, lookahead, x, attn, active, full, pos, step, n_start, ftok) -> torch.Tensor:
-    """(A, L, V) logits of each active sample's current block (absolute positions ``pos``), with a KV cache.
-
-    Samples at a block's first step get a full forward that (re)fills their cache
-    rows; the others a windowed forward against it (``lookahead``: None = prefix
-    cache, else dual with that many fresh positions after the block). ``ftok``
-    counts query positions. ``n_start`` of the samples are at step 0 of their block.
-    """
-    A, N = active.numel(), x.shape[1]
-    starting = step == 0 if 0 < n_start < A else None  # only a mixed step needs the per-row choice
-    out = None
-    for first in (True, False):
-        n = n_start if first else A - n_start
-        if n == 0:
-            continue
-        sel = None if n == A else (starting if first else ~starting)
-        whole = n == A and full  # every row of the batch, in order: index nothing
-        rows = active if n == A else active[sel]
-        xs = x if whole else x[rows]
-        am = None if attn is None else (attn if whole else attn[rows])
-        p = pos if n == A else pos[sel]
-        if first:
-            logits = lm.logits(xs, am, cache=CacheView(kv, None if whole else rows))
-            blk = logits.gather(1, p[..., None].expand(-1, -1, logits.shape[-1]))
-            _count(ftok, rows, whole, N)
-        elif lookahead == 0:
-            blk = lm.logits_window(xs, am, p, None, cache=kv, rows=None if whole else rows)
-            _count(ftok, rows, whole, p.shape[1] + lm.shift_logits)
-        else:
-            if lookahead is None:
-                index, fresh = prefix_window(p[:, 0], N)
-            else:
-                index, fresh = lookahead_window(p[:, 0], p.shape[1] + lookahead, N)
-            logits = lm.logits_window(xs, am, index, fresh, cache=kv, rows=None if whole else rows)
-            blk = logits.gather(1, (p - index[:, :1])[..., None].expand(-1, -1, logits.shape[-1]))
-            _count(ftok, rows, whole, index.shape[1] + lm.shift_logits)
-        if n == A:
-            return blk
-        if out is None:
-            out = blk.new_empty((A,) + blk.shape[1:])
-        out[sel] = blk
-    return out
-
-
-def _count(ftok: torch.Tensor, rows: torch.Tensor, whole: bool, n: int) -> None:
-    """Add ``n`` query positions to the forward-token count of ``rows`` (all of them: one in-place add)."""
-    if whole:
-        ftok += n
-    else:
-        ftok[rows] += n
+        nfe = torch.tensor(rows.nfe, device=dev)
+        ftok = nfe * x.shape[1] if cached is None else torch.tensor(rows.ftok, device=dev)
+        return SamplerOutput(sequences=x, nfe=nfe, prompt_length=P, forward_tokens=ftok, trace=tr)
 
 
 def _new_trace(B: int, G: int, dev) -> Trace:
@@ -367,10 +309,18 @@ def _new_trace(B: int, G: int, dev) -> Trace:
     return Trace(step=torch.zeros((B, G), dtype=torch.long, device=dev), confidence=nan, entropy=nan.clone())
 
 
-def _record(tr: Trace, active, cols, commit, nfe, s: StepInputs) -> None:
-    def put(t: torch.Tensor, values: torch.Tensor) -> None:
-        t[active] = t[active].scatter(1, cols, torch.where(commit, values, t[active].gather(1, cols)))
+def _record(tr: Trace, rows: Rows, commit: torch.Tensor, s: StepInputs) -> None:
+    """Trace the positions committed this step (every active sample has now taken ``rows.t`` forwards)."""
+    idx, cols = rows.index, rows.cols
 
-    put(tr.step, nfe[active, None].expand_as(cols))
+    def put(t: torch.Tensor, values: torch.Tensor | int) -> None:
+        cur = t if idx is None else t[idx]
+        cur = cur.scatter(1, cols, torch.where(commit, values, cur.gather(1, cols)))
+        if idx is None:
+            t.copy_(cur)
+        else:
+            t[idx] = cur
+
+    put(tr.step, rows.t)
     put(tr.confidence, s.confidence)
     put(tr.entropy, s.entropy)

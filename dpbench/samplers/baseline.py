@@ -45,15 +45,19 @@ class BaselineSampler(BlockSampler):
     """Fixed steps per block; commit the k most confident (or k random) masked tokens."""
 
     Config = BaselineConfig
+    selects_masked_only = True
 
     def select(self, s: StepInputs) -> torch.Tensor:
         cfg: BaselineConfig = self.config
         spb = cfg.steps_per_block
         # Every block starts fully masked, so m is the block length.
         m = cfg.block_length
-        k = m // spb + (s.step < m % spb).long()
+        step = s.uniform_step  # a host int when all rows are at the same step: no tensor ops for k
+        k = m // spb + int(step < m % spb) if step is not None else m // spb + (s.step < m % spb).long()
         if cfg.remasking == "low_confidence":
             score = s.confidence
         else:
             score = torch.rand(s.is_mask.shape, dtype=torch.float64, device=s.is_mask.device, generator=s.generator)
-        return top_k_per_row(score.masked_fill(~s.is_mask, float("-inf")), k)
+        # k never exceeds the masks left (the schedule commits exactly m over the block), so this
+        # picks masked positions only.
+        return top_k_per_row(torch.where(s.is_mask, score, float("-inf")), k)

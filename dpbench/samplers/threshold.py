@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .base import BlockConfig, BlockSampler, StepInputs, best_per_row, lowest_per_row
+from .base import BlockConfig, BlockSampler, StepInputs
 from .registry import register_sampler
 
 
@@ -22,8 +22,8 @@ class EntropyThresholdConfig(BlockConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not self.threshold >= 0:
-            raise ValueError(f"threshold (an entropy, in nats) must be >= 0, got {self.threshold}")
+        if not 0 <= self.threshold < float("inf"):
+            raise ValueError(f"threshold (an entropy, in nats) must be >= 0 and finite, got {self.threshold}")
 
 
 @dataclass
@@ -41,10 +41,11 @@ class DParallelSampler(BlockSampler):
     """dParallel: commit masked tokens whose entropy is <= threshold (at least the lowest one)."""
 
     Config = EntropyThresholdConfig
+    selects_masked_only = True  # committed positions get entropy inf: never <= threshold, never the lowest
 
     def select(self, s: StepInputs) -> torch.Tensor:
         h = torch.where(s.is_mask, s.entropy, float("inf"))
-        return (h <= self.config.threshold) | lowest_per_row(h)
+        return (h <= self.config.threshold).scatter_(-1, h.argmin(-1, keepdim=True), True)
 
 
 @register_sampler("confidence", aliases=("fast-dllm", "fast_dllm", "conf"))
@@ -52,7 +53,8 @@ class ConfidenceSampler(BlockSampler):
     """Fast-dLLM: commit masked tokens whose confidence is >= threshold (at least the top one)."""
 
     Config = ConfidenceThresholdConfig
+    selects_masked_only = True  # committed positions get confidence -inf
 
     def select(self, s: StepInputs) -> torch.Tensor:
         c = torch.where(s.is_mask, s.confidence, float("-inf"))
-        return (c >= self.config.threshold) | best_per_row(c)
+        return (c >= self.config.threshold).scatter_(-1, c.argmax(-1, keepdim=True), True)

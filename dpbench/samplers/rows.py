@@ -1,0 +1,146 @@
+"""State of the block loop (`BlockSampler.generate`): where each sample stands, and cached forwards.
+
+Kept apart from the loop so it reads top to bottom; nothing here is public API.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..models.adapter import DiffusionLM
+from ..models.kv_cache import CacheView, KVCache, lookahead_window, prefix_window
+
+
+class Rows:
+    """Where each sample of a batch stands, kept on the host.
+
+    After a forward has flushed the CPU caches, a small tensor op costs 10-20 us,
+    more than this Python bookkeeping, and what happens when a block ends (which
+    samples leave, whether all share a block) needs host values anyway. So the
+    per-sample counters are Python lists, and the few tensors a step needs are
+    rebuilt only when a block ends. Every active sample takes one forward per
+    iteration, so its NFE is the iteration count ``t`` when it leaves and its
+    step within the block is ``t`` minus the iteration its block began.
+    """
+
+    def __init__(self, B: int, P: int, L: int, num_blocks: int, dev: torch.device) -> None:
+        self.B, self.P, self.L, self.num_blocks, self.dev = B, P, L, num_blocks, dev
+        self.t = 0
+        self.block = [0] * B  # current block of each sample
+        self.start = [0] * B  # iteration at which it began
+        self.nfe = [0] * B
+        self.ftok = [0] * B  # query positions run through the model (cached forwards)
+        self.active = list(range(B))
+        self.regroup()
+
+    def regroup(self) -> None:
+        """After blocks ended: drop finished samples, rebuild what the next steps index with."""
+        for i in self.active:
+            if self.block[i] >= self.num_blocks:
+                self.nfe[i] = self.t
+        self.active = act = [i for i in self.active if self.block[i] < self.num_blocks]
+        self.index = None if len(act) == self.B else torch.tensor(act, dtype=torch.long, device=self.dev)
+        self.blocks = [self.block[i] for i in act]
+        # The block every active sample is in (None if they differ): then a block is a plain slice.
+        self.same = self.blocks[0] if act and self.blocks.count(self.blocks[0]) == len(act) else None
+        self._cols: torch.Tensor | None = None
+        self.memo: dict = {}  # per-grouping values (cached-forward windows), valid until the next regroup
+
+    @property
+    def cols(self) -> torch.Tensor:
+        """(A, L) answer positions of each active sample's current block."""
+        if self._cols is None:
+            b = torch.tensor(self.blocks, dtype=torch.long, device=self.dev)
+            self._cols = b[:, None] * self.L + torch.arange(self.L, device=self.dev)
+        return self._cols
+
+    def block_of(self, t: torch.Tensor, offset: int, sel: torch.Tensor | None = None) -> torch.Tensor:
+        """Each row's current block of ``t`` (A, offset + G[, V]), or of the rows ``sel`` picks
+        from the active ones: a slice if all share one block."""
+        if self.same is not None:
+            lo = offset + self.same * self.L
+            return t[:, lo : lo + self.L]
+        idx = self.cols if sel is None else self.cols[sel]
+        idx = idx + offset if offset else idx
+        return t.gather(1, idx if t.dim() == 2 else idx[..., None].expand(-1, -1, t.shape[-1]))
+
+    def steps(self) -> list[int]:
+        """Steps each active sample has taken in its current block."""
+        return [self.t - self.start[i] for i in self.active]
+
+    def end_blocks(self, left: list[bool]) -> list[tuple[int, int]]:
+        """Move samples whose block has no mask ``left`` to their next block; returns (row, sample) of each."""
+        ended = [(k, i) for k, (i, more) in enumerate(zip(self.active, left)) if not more]
+        for _, i in ended:
+            self.block[i] += 1
+            self.start[i] = self.t
+        return ended
+
+
+class CachedForward:
+    """Block logits with a KV cache (``cache=prefix|dual``; see models/kv_cache.py).
+
+    Samples at a block's first step get a full forward that (re)fills their cache
+    rows; the others a windowed forward against it (``lookahead``: None = prefix
+    cache, else dual with that many fresh positions after the block). Query
+    positions run are added to ``rows.ftok``.
+    """
+
+    def __init__(self, lm: DiffusionLM, x: torch.Tensor, attn: torch.Tensor | None, mode: str, lookahead: int) -> None:
+        self.lm, self.x, self.attn, self.kv = lm, x, attn, KVCache()
+        self.lookahead = lookahead if mode == "dual" else None  # None: prefix cache
+
+    def block_logits(self, rows: Rows) -> torch.Tensor:
+        """(A, L, V) logits of each active sample's current block."""
+        lm, x, attn = self.lm, self.x, self.attn
+        first = [rows.start[i] == rows.t for i in rows.active]
+        A, n_first = len(first), sum(first)
+        out = None
+        for group in (True, False):
+            n = n_first if group else A - n_first
+            if n == 0:
+                continue
+            if n == A:  # the whole step is one forward
+                sel, members, idx = None, rows.active, rows.index
+            else:
+                sel = torch.tensor([f == group for f in first], device=x.device)
+                members = [i for i, f in zip(rows.active, first) if f == group]
+                idx = torch.tensor(members, dtype=torch.long, device=x.device)
+            xs = x if idx is None else x[idx]
+            am = None if attn is None else (attn if idx is None else attn[idx])
+            if group:
+                blk = rows.block_of(lm.logits(xs, am, cache=CacheView(self.kv, idx)), rows.P, sel)
+                n_query = x.shape[1]
+            else:
+                index, fresh, at = self._window(rows, members, sel)
+                logits = lm.logits_window(xs, am, index, fresh, cache=self.kv, rows=idx)
+                if isinstance(at, int):
+                    blk = logits if logits.shape[1] == rows.L else logits[:, at : at + rows.L]
+                else:
+                    blk = logits.gather(1, at[..., None].expand(-1, -1, logits.shape[-1]))
+                n_query = index.shape[1] + lm.shift_logits
+            for i in members:
+                rows.ftok[i] += n_query
+            if sel is None:
+                return blk
+            if out is None:
+                out = blk.new_empty((A,) + blk.shape[1:])
+            out[sel] = blk
+        return out
+
+    def _window(self, rows: Rows, members: list[int], sel: torch.Tensor | None):
+        """Query positions, fresh flags and where the block sits in the window's logits
+        (an int if the same for every row, else a gather index); fixed until the next regroup."""
+        key = tuple(members)
+        if key not in rows.memo:
+            pos = rows.cols + rows.P if sel is None else (rows.cols + rows.P)[sel]
+            n = self.x.shape[1]
+            if self.lookahead == 0:
+                index, fresh = pos, None  # Fast-dLLM's dual cache: the block alone
+            elif self.lookahead is None:
+                index, fresh = prefix_window(pos[:, 0], n)
+            else:
+                index, fresh = lookahead_window(pos[:, 0], rows.L + self.lookahead, n)
+            at = pos - index[:, :1]
+            rows.memo[key] = index, fresh, int(at[0, 0]) if bool((at == at[:1]).all()) else at
+        return rows.memo[key]
