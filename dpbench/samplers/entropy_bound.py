@@ -48,7 +48,7 @@ class EntropyBoundSampler(BlockSampler):
     Config = EntropyBoundConfig
 
     def select(self, s: StepInputs) -> torch.Tensor:
-        h = s.entropy.masked_fill(~s.is_mask, float("inf"))
+        h = torch.where(s.is_mask, s.entropy, float("inf"))
         h_sorted, order = h.sort(dim=-1, stable=True)
         # In ascending order the running max is the current entry; unmasked (inf) entries give nan -> False.
         ok = h_sorted.cumsum(-1) - h_sorted <= self.config.gamma
