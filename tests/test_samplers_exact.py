@@ -239,3 +239,30 @@ def test_top_k_per_row_with_an_int_k_equals_a_per_row_k():
         assert torch.equal(picked, top_k_per_row(score, torch.full((2,), k)))
         assert picked.sum(1).tolist() == [k, k]
     assert top_k_per_row(score, 2).tolist() == [[False, True, True, False], [True, True, False, False]]  # ties: earlier first
+
+
+def test_a_sampler_that_commits_nothing_raises_instead_of_looping_forever(tiny_lm):
+    from dpbench.samplers.base import BlockSampler
+
+    class Lazy(BlockSampler):
+        def select(self, s):
+            return torch.zeros_like(s.is_mask)
+
+    with pytest.raises(RuntimeError, match=r"'Lazy' committed nothing in some step: a block of 4 still has masks after 4 steps"):
+        Lazy(gen_length=8, block_length=4).generate(tiny_lm, torch.tensor([[5, 6], [7, 8]]))
+
+
+def test_the_custom_sampler_example_in_the_docs_runs(monkeypatch, char_tokenizer, tiny_lm):
+    import re
+    from pathlib import Path
+
+    from dpbench.samplers import registry
+
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))  # keep "top-two" out of other tests
+    monkeypatch.setattr(registry, "_ALIASES", dict(registry._ALIASES))
+    doc = (Path(__file__).parents[1] / "docs" / "samplers.md").read_text()
+    code = re.search(r"## Writing a sampler\s+```python\n(.*?)```", doc, re.S).group(1)
+    exec(compile(code, "docs/samplers.md", "exec"), {})
+    ids = char_tokenizer(["1+2=", "What is 3+4?"], return_tensors="pt", padding=True, add_special_tokens=False)
+    out = get_sampler("top-two", gen_length=16, block_length=8, margin=0.5).generate(tiny_lm, ids.input_ids, ids.attention_mask)
+    assert not (out.answers == tiny_lm.mask_id).any() and bool((out.nfe <= 16).all()) and bool((out.nfe >= 2).all())

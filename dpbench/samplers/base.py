@@ -286,6 +286,8 @@ class BlockSampler:
 
             is_mask = tokens == lm.mask_id
             left = is_mask.any(1).tolist()  # the one host sync of a step
+            if rows.t >= rows.deadline:
+                rows.check_progress(left, self.name or type(self).__name__)
             if all(left):
                 continue
             ended = rows.end_blocks(left)

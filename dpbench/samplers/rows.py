@@ -43,6 +43,9 @@ class Rows:
         self.blocks = [self.block[i] for i in act]
         # The block every active sample is in (None if they differ): then a block is a plain slice.
         self.same = self.blocks[0] if act and self.blocks.count(self.blocks[0]) == len(act) else None
+        # Every step commits at least one mask, so a block ends within L steps of its start:
+        # past this iteration some row's select() committed nothing and would loop forever.
+        self.deadline = min((self.start[i] for i in act), default=0) + self.L
         self._cols: torch.Tensor | None = None
         self.memo: dict = {}  # per-grouping values (cached-forward windows), valid until the next regroup
 
@@ -67,6 +70,14 @@ class Rows:
     def steps(self) -> list[int]:
         """Steps each active sample has taken in its current block."""
         return [self.t - self.start[i] for i in self.active]
+
+    def check_progress(self, left: list[bool], sampler: str) -> None:
+        """Raise if a row still has masks ``left`` after L steps in its block (a step committed nothing)."""
+        if any(more and self.t - self.start[i] >= self.L for i, more in zip(self.active, left)):
+            raise RuntimeError(
+                f"sampler {sampler!r} committed nothing in some step: a block of {self.L} still has masks "
+                f"after {self.L} steps; select() must pick at least one masked position per row"
+            )
 
     def end_blocks(self, left: list[bool]) -> list[tuple[int, int]]:
         """Move samples whose block has no mask ``left`` to their next block; returns (row, sample) of each."""
