@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
-from functools import cached_property, lru_cache
+from functools import lru_cache
 from typing import Any, ClassVar
 
 import torch
@@ -97,6 +97,23 @@ class SamplerOutput:
         return self.sequences[:, self.prompt_length :]
 
 
+class _lazy:
+    """`functools.cached_property` without its per-instance lock (taken on every first access
+    before Python 3.12; a few microseconds per step that the sampler loop can do without)."""
+
+    def __init__(self, fn) -> None:
+        self.fn, self.__doc__ = fn, fn.__doc__
+
+    def __set_name__(self, owner, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj, cls=None):
+        if obj is None:
+            return self
+        value = obj.__dict__[self.name] = self.fn(obj)  # later reads find it in the instance dict
+        return value
+
+
 class StepInputs:
     """What a sampler sees at one step, for the A samples still decoding.
 
@@ -117,19 +134,19 @@ class StepInputs:
         self.logits, self.is_mask, self._step = logits, is_mask, step
         self.mask_id, self.temperature, self.generator = mask_id, temperature, generator
 
-    @cached_property
+    @_lazy
     def step(self) -> torch.Tensor:
         """(A,) long: steps already taken in the current block (the loop keeps them on the host)."""
         s = self._step
         return s if isinstance(s, torch.Tensor) else torch.tensor(s, device=self.is_mask.device)
 
-    @cached_property
+    @_lazy
     def uniform_step(self) -> int | None:
         """The step every row is at, if they share one (always at batch 1), as a host int; else None."""
         s = self._step if not isinstance(self._step, torch.Tensor) else self._step.tolist()
         return s[0] if s and s.count(s[0]) == len(s) else None
 
-    @cached_property
+    @_lazy
     def x0(self) -> torch.Tensor:
         """Predicted token per position; the mask token is never a candidate."""
         logits = self.logits
@@ -142,15 +159,15 @@ class StepInputs:
             logits = logits - self.temperature * torch.log(-torch.log(u))
         return logits.argmax(-1)
 
-    @cached_property
+    @_lazy
     def probs(self) -> torch.Tensor:
         return torch.softmax(self.logits, dim=-1, dtype=torch.float64)
 
-    @cached_property
+    @_lazy
     def confidence(self) -> torch.Tensor:
         return self.probs.gather(-1, self.x0[..., None]).squeeze(-1)
 
-    @cached_property
+    @_lazy
     def entropy(self) -> torch.Tensor:
         # entr(p) = -p log p with entr(0) = 0: one fused op instead of four.
         return torch.special.entr(self.probs).sum(-1)
@@ -183,11 +200,6 @@ def _first(n: int, k: int, device: torch.device) -> torch.Tensor:
 def best_per_row(score: torch.Tensor) -> torch.Tensor:
     """Boolean mask of each row's single highest score (the first one on ties)."""
     return score.argmax(-1, keepdim=True) == _arange(score.shape[-1], score.device)
-
-
-def lowest_per_row(score: torch.Tensor) -> torch.Tensor:
-    """Boolean mask of each row's single lowest score (the first one on ties)."""
-    return score.argmin(-1, keepdim=True) == _arange(score.shape[-1], score.device)
 
 
 @lru_cache(maxsize=8)
@@ -266,7 +278,12 @@ class BlockSampler:
             else:
                 blk_logits = cached.block_logits(rows)
             ans = answer if sub is None else answer[sub]  # a view of x, or a copy written back below
-            tokens = rows.block_of(ans, 0)
+            if sub is None and rows.same is not None:  # a view of x: take it once per grouping
+                tokens = rows.memo.get("block")
+                if tokens is None:
+                    tokens = rows.memo["block"] = rows.block_of(ans, 0)
+            else:
+                tokens = rows.block_of(ans, 0)
             if is_mask is None:
                 is_mask = tokens == lm.mask_id
             s = StepInputs(blk_logits, is_mask, rows.steps(), lm.mask_id, cfg.temperature, generator)
@@ -301,9 +318,11 @@ class BlockSampler:
             rows.regroup()
             is_mask = None
 
-        nfe = torch.tensor(rows.nfe, device=dev)
-        ftok = nfe * x.shape[1] if cached is None else torch.tensor(rows.ftok, device=dev)
-        return SamplerOutput(sequences=x, nfe=nfe, prompt_length=P, forward_tokens=ftok, trace=tr)
+        ftok = [n * x.shape[1] for n in rows.nfe] if cached is None else rows.ftok
+        return SamplerOutput(
+            sequences=x, nfe=torch.tensor(rows.nfe, device=dev), prompt_length=P,
+            forward_tokens=torch.tensor(ftok, device=dev), trace=tr,
+        )
 
 
 def _new_trace(B: int, G: int, dev) -> Trace:

@@ -39,7 +39,7 @@ class Rows:
             if self.block[i] >= self.num_blocks:
                 self.nfe[i] = self.t
         self.active = act = [i for i in self.active if self.block[i] < self.num_blocks]
-        self.index = None if len(act) == self.B else torch.tensor(act, dtype=torch.long, device=self.dev)
+        self.index = None if len(act) in (0, self.B) else torch.tensor(act, dtype=torch.long, device=self.dev)
         self.blocks = [self.block[i] for i in act]
         # The block every active sample is in (None if they differ): then a block is a plain slice.
         self.same = self.blocks[0] if act and self.blocks.count(self.blocks[0]) == len(act) else None
