@@ -105,10 +105,10 @@ def test_first_forward_of_each_block_equals_uncached(monkeypatch, char_tokenizer
     plain_logits = native_lm.logits
     stored, windows = [], []
 
-    def recording_logits(input_ids, attention_mask=None, *, cache=None):
-        out = plain_logits(input_ids, attention_mask, cache=cache)
+    def recording_logits(input_ids, attention_mask=None, *, cache=None, positions=None):
+        out = plain_logits(input_ids, attention_mask, cache=cache, positions=positions)
         if cache is not None:
-            stored.append((input_ids.clone(), None if attention_mask is None else attention_mask.clone(), out))
+            stored.append((input_ids.clone(), None if attention_mask is None else attention_mask.clone(), positions, out))
         return out
 
     plain_window = native_lm.logits_window
@@ -117,10 +117,10 @@ def test_first_forward_of_each_block_equals_uncached(monkeypatch, char_tokenizer
     out = get_sampler(name, gen_length=16, block_length=4, cache=cache, **params).generate(native_lm, ids, am)
     monkeypatch.undo()
 
-    assert sum(x.shape[0] for x, _, _ in stored) == ids.shape[0] * 4  # one full forward per sample and block
+    assert sum(x.shape[0] for x, _, _, _ in stored) == ids.shape[0] * 4  # one full forward per sample and block
     with torch.inference_mode():
-        for x, mask, logits in stored:
-            assert torch.equal(logits, native_lm.logits(x, mask))
+        for x, mask, positions, logits in stored:  # the output head runs on the blocks' span only
+            assert torch.equal(logits, native_lm.logits(x, mask, positions=positions))
     n_windowed_rows = sum(index.shape[0] for index in windows)
     assert int(out.nfe.sum()) == ids.shape[0] * 4 + n_windowed_rows  # every forward of a sample is one NFE
     N, P = out.sequences.shape[1], ids.shape[1]
@@ -217,3 +217,47 @@ def test_cached_decoding_agrees_with_uncached_on_the_trained_tiny_model():
         agree = sum(a == b for a, b in zip(answers[cache], answers["none"])) / len(docs)
         assert agree >= least, (cache, agree)
         assert correct[cache] >= correct["none"] - 0.15, (cache, correct)
+
+
+@pytest.fixture(params=["tiny_lm", "dream_lm", "bert_lm"])
+def any_lm(request) -> DiffusionLM:
+    return request.getfixturevalue(request.param)
+
+
+@torch.no_grad()
+def test_logits_of_a_position_range_equal_the_full_logits(char_tokenizer, any_lm):
+    """`positions=(lo, hi)` gives the same aligned logits as slicing the full ones (Dream's shift
+    included, position 0 too), and the native models skip the output head elsewhere."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    ids, am = _batch(char_tokenizer)
+    B, N = ids.shape
+    full = any_lm.logits(ids, am)
+    for lo, hi in [(0, 1), (0, 5), (1, 2), (3, 9), (N - 4, N), (0, N)]:
+        got = any_lm.logits(ids, am, positions=(lo, hi))
+        assert got.shape == (B, hi - lo, full.shape[-1])
+        torch.testing.assert_close(got, full[:, lo:hi], atol=1e-5, rtol=1e-5)
+    if not any_lm.supports_logits_range:
+        assert any_lm.name == "BertForMaskedLM"
+        return
+    flops = []
+    for positions in (None, (3, 7)):
+        with FlopCounterMode(display=False) as counter:
+            any_lm.logits(ids, am, positions=positions)
+        flops.append(counter.get_total_flops())
+    V = full.shape[-1]
+    d = any_lm.module.config.hidden_size if hasattr(any_lm.module.config, "hidden_size") else any_lm.module.config.d_model
+    assert flops[0] - flops[1] == 2 * B * (N - 4) * d * V  # the head ran on 4 positions, not N
+
+
+@torch.no_grad()
+def test_window_logits_of_a_range_equal_the_full_window(char_tokenizer, native_lm):
+    ids, am = _batch(char_tokenizer)
+    x = torch.cat([ids, ids.new_full((ids.shape[0], 12), native_lm.mask_id)], 1)
+    am = torch.cat([am, am.new_ones(ids.shape[0], 12)], 1)
+    kv = KVCache()
+    native_lm.logits(x, am, cache=CacheView(kv))
+    index, fresh = prefix_window(torch.full((ids.shape[0],), x.shape[1] - 12), x.shape[1])
+    whole = native_lm.logits_window(x, am, index, fresh, cache=kv)
+    got = native_lm.logits_window(x, am, index, fresh, cache=kv, window_range=(2, 6))
+    torch.testing.assert_close(got, whole[:, 2:6], atol=1e-5, rtol=1e-5)

@@ -60,26 +60,56 @@ class DiffusionLM:
         return bool(getattr(self.module, "supports_kv_cache", False))
 
     def forward_raw(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, *, cache: CacheView | None = None
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        *,
+        cache: CacheView | None = None,
+        positions: tuple[int, int] | None = None,
     ) -> torch.Tensor:
+        """The module's own (for Dream: shifted) logits; ``positions=(lo, hi)``: of those positions only."""
         kwargs = {} if cache is None else {"cache": cache}
         if attention_mask is not None:
             kwargs["attention_mask"] = attention_mask
             if self._takes_position_ids:
                 # Left padding must not shift positions: a padded row sees what it sees alone.
                 kwargs["position_ids"] = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
-        return self.module(input_ids, **kwargs).logits
+        if positions is not None and self.supports_logits_range:
+            return self.module(input_ids, logits_range=positions, **kwargs).logits
+        out = self.module(input_ids, **kwargs).logits
+        return out if positions is None else out[:, positions[0] : positions[1]]
+
+    @property
+    def supports_logits_range(self) -> bool:
+        """Whether the module can run its output head on a range of positions only (the native models)."""
+        return bool(getattr(self.module, "supports_logits_range", False))
 
     def logits(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, *, cache: CacheView | None = None
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        *,
+        cache: CacheView | None = None,
+        positions: tuple[int, int] | None = None,
     ) -> torch.Tensor:
         """Aligned logits (B, L, V). With ``cache`` (a view without ``index``) the forward also
-        stores every layer's keys/values in it; the logits are the same."""
-        out = self.forward_raw(input_ids, attention_mask, cache=cache)
-        if self.shift_logits:
-            # Position i-1 predicts token i; position 0 has no predecessor and keeps its own row.
-            out = torch.cat([out[:, :1], out[:, :-1]], dim=1)
-        return out
+        stores every layer's keys/values in it; the logits are the same.
+
+        ``positions=(lo, hi)``: only the logits of positions lo..hi-1, (B, hi - lo, V). The native
+        models then run their output head on those positions only: at a 126k vocabulary the
+        logits of every position would cost more memory than the rest of a forward.
+        """
+        if not self.shift_logits:
+            return self.forward_raw(input_ids, attention_mask, cache=cache, positions=positions)
+        # Position i-1 predicts token i; position 0 has no predecessor and keeps its own row.
+        if positions is None:
+            out = self.forward_raw(input_ids, attention_mask, cache=cache)
+            return torch.cat([out[:, :1], out[:, :-1]], dim=1)
+        lo, hi = positions
+        if lo >= 1:
+            return self.forward_raw(input_ids, attention_mask, cache=cache, positions=(lo - 1, hi - 1))
+        out = self.forward_raw(input_ids, attention_mask, cache=cache, positions=(0, max(hi - 1, 1)))
+        return torch.cat([out[:, :1], out[:, : hi - 1]], dim=1)
 
     def logits_window(
         self,
@@ -90,6 +120,7 @@ class DiffusionLM:
         *,
         cache: KVCache,
         rows: torch.Tensor | None = None,
+        window_range: tuple[int, int] | None = None,
     ) -> torch.Tensor:
         """Aligned logits (A, W, V) at positions ``index`` (A, W), consecutive in each row.
 
@@ -97,6 +128,7 @@ class DiffusionLM:
         ``cache`` (filled by an earlier `logits` call with it). Where ``fresh`` is
         True (None: everywhere) the new key/value replaces the cached one.
         ``input_ids`` and ``attention_mask`` are the full (A, N) sequences.
+        ``window_range=(a, b)``: only the logits of window entries a..b-1 (A, b - a, V).
         """
         if not self.supports_cache:
             raise ValueError(f"{self.name} does not support a KV cache (only dpbench's native LLaDA and Dream do)")
@@ -114,8 +146,14 @@ class DiffusionLM:
         else:
             positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0).gather(1, index)
         view = CacheView(cache, rows, index, fresh)
-        out = self.module(tokens, attention_mask=attention_mask, position_ids=positions, cache=view).logits
-        return out[:, :-1] if self.shift_logits else out
+        kwargs = {}
+        if window_range is not None and self.supports_logits_range:
+            # Entry j of the (for Dream: extended) window holds aligned row j either way.
+            kwargs["logits_range"] = window_range
+        out = self.module(tokens, attention_mask=attention_mask, position_ids=positions, cache=view, **kwargs).logits
+        if window_range is not None and not kwargs:
+            return out[:, window_range[0] : window_range[1]]
+        return out[:, :-1] if self.shift_logits and not kwargs else out
 
     def __repr__(self) -> str:
         return (

@@ -168,6 +168,7 @@ class DreamModel(PreTrainedModel):
     _no_split_modules = ["DreamDecoderLayer"]
     _supports_sdpa = True
     supports_kv_cache = True  # forward(..., cache=CacheView) for dpbench's cache=prefix|dual
+    supports_logits_range = True  # forward(..., logits_range=(lo, hi)): raw logits of those positions only
 
     def __init__(self, config: DreamConfig) -> None:
         super().__init__(config)
@@ -191,8 +192,11 @@ class DreamModel(PreTrainedModel):
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.Tensor | None = None,
         cache=None,
+        logits_range: tuple[int, int] | None = None,
         **_: Any,
     ) -> MaskedLMOutput:
         h = self.model(input_ids, attention_mask, position_ids, cache)
+        if logits_range is not None:
+            h = h[:, logits_range[0] : logits_range[1]]
         head = self.model.embed_tokens.weight if self.lm_head is None else self.lm_head.weight
         return MaskedLMOutput(logits=F.linear(h, head))

@@ -264,12 +264,15 @@ class LLaDAModel(nn.Module):
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.Tensor | None = None,
         cache=None,
+        logits_range: tuple[int, int] | None = None,
     ) -> torch.Tensor:
-        """See `run_layers` for ``cache``."""
+        """See `run_layers` for ``cache``; ``logits_range=(lo, hi)``: logits of those positions only."""
         cfg, t = self.config, self.transformer
         x = t.wte(input_ids)
         rope_dtype = torch.float32 if cfg.rope_full_precision else x.dtype
         x = run_layers(x, t.blocks, attention_mask, position_ids, cfg.d_model // cfg.n_heads, cfg.rope_theta, rope_dtype, cache)
+        if logits_range is not None:
+            x = x[:, logits_range[0] : logits_range[1]]  # the head is the costliest layer at a 126k vocab
         x = t.ln_f(x)
         head = t.wte.weight if self.config.weight_tying else t.ff_out.weight
         return F.linear(x, head)
@@ -281,6 +284,7 @@ class LLaDAModelLM(PreTrainedModel):
     _no_split_modules = ["LLaDABlock"]
     _supports_sdpa = True
     supports_kv_cache = True  # forward(..., cache=CacheView) for dpbench's cache=prefix|dual
+    supports_logits_range = True  # forward(..., logits_range=(lo, hi)): the output head on those positions only
 
     def __init__(self, config: LLaDAConfig) -> None:
         super().__init__(config)
@@ -299,9 +303,10 @@ class LLaDAModelLM(PreTrainedModel):
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.Tensor | None = None,
         cache=None,
+        logits_range: tuple[int, int] | None = None,
         **_: Any,
     ) -> MaskedLMOutput:
-        return MaskedLMOutput(logits=self.model(input_ids, attention_mask, position_ids, cache))
+        return MaskedLMOutput(logits=self.model(input_ids, attention_mask, position_ids, cache, logits_range))
 
 
 def count_parameters(model: nn.Module) -> int:

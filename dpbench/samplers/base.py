@@ -273,8 +273,9 @@ class BlockSampler:
         while rows.active:
             sub = rows.index  # None: every sample, in order (then nothing is indexed)
             if cached is None:
-                logits = lm.logits(x if sub is None else x[sub], None if attn is None else (attn if sub is None else attn[sub]))
-                blk_logits = rows.block_of(logits, P)
+                xs, am = (x, attn) if sub is None else (x[sub], None if attn is None else attn[sub])
+                logits = lm.logits(xs, am, positions=rows.span)  # the output head on the blocks only
+                blk_logits = rows.block_of(logits, P - rows.span[0])
             else:
                 blk_logits = cached.block_logits(rows)
             ans = answer if sub is None else answer[sub]  # a view of x, or a copy written back below

@@ -43,6 +43,8 @@ class Rows:
         self.blocks = [self.block[i] for i in act]
         # The block every active sample is in (None if they differ): then a block is a plain slice.
         self.same = self.blocks[0] if act and self.blocks.count(self.blocks[0]) == len(act) else None
+        # The sequence positions spanning every active block: the only logits a step needs.
+        self.span = (self.P + min(self.blocks, default=0) * self.L, self.P + (max(self.blocks, default=0) + 1) * self.L)
         # Every step commits at least one mask, so a block ends within L steps of its start:
         # past this iteration some row's select() committed nothing and would loop forever.
         self.deadline = min((self.start[i] for i in act), default=0) + self.L
@@ -120,14 +122,16 @@ class CachedForward:
             xs = x if idx is None else x[idx]
             am = None if attn is None else (attn if idx is None else attn[idx])
             if group:
-                blk = rows.block_of(lm.logits(xs, am, cache=CacheView(self.kv, idx)), rows.P, sel)
+                logits = lm.logits(xs, am, cache=CacheView(self.kv, idx), positions=rows.span)
+                blk = rows.block_of(logits, rows.P - rows.span[0], sel)
                 n_query = x.shape[1]
             else:
                 index, fresh, at = self._window(rows, members, sel)
-                logits = lm.logits_window(xs, am, index, fresh, cache=self.kv, rows=idx)
-                if isinstance(at, int):
-                    blk = logits if logits.shape[1] == rows.L else logits[:, at : at + rows.L]
+                if isinstance(at, int):  # the same place in every row: only those logits
+                    keep = None if index.shape[1] == rows.L else (at, at + rows.L)
+                    blk = lm.logits_window(xs, am, index, fresh, cache=self.kv, rows=idx, window_range=keep)
                 else:
+                    logits = lm.logits_window(xs, am, index, fresh, cache=self.kv, rows=idx)
                     blk = logits.gather(1, at[..., None].expand(-1, -1, logits.shape[-1]))
                 n_query = index.shape[1] + lm.shift_logits
             for i in members:
