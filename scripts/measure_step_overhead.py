@@ -1,12 +1,15 @@
 """Per-step cost of the sampler loop itself, apart from the model.
 
-A stub model returns fixed logits, so everything timed outside its forward is the
-sampler's own work (selection, commit, bookkeeping). Run twice: once with a
-forward that does nothing, once with a forward that streams ~5 MB of weights
-through the CPU (as the shipped tiny model's does). The same sampler ops cost
-more after a real forward: their data and code are no longer in cache. That is
-why `dpbench bench` reports a larger overhead than this stub does with an empty
-forward.
+1. A stub model returns fixed logits, so everything timed outside its forward is
+   the sampler's own work (selection, commit, bookkeeping). Run twice: once with
+   a forward that does nothing, once with a forward that streams ~5 MB of
+   weights through the CPU (as the shipped tiny model's does). The same sampler
+   ops cost more after a real forward: their data and code are no longer in cache.
+2. The floor: the shipped `tiny-arith` at batch 1 decoded by `dparallel` and by a
+   bare loop written for this one case (the same tensor ops, no batching, no
+   bookkeeping, no plugin interface), interleaved. What the bare loop spends
+   outside the forward is what these ops cost on this machine; the difference
+   is the price of dpbench's general loop.
 
     python scripts/measure_step_overhead.py [--threads 1] [--vocab 103] [--gen 64 --block 16]
 """
@@ -63,6 +66,8 @@ def main() -> None:
     ap.add_argument("--gen", type=int, default=64)
     ap.add_argument("--block", type=int, default=16)
     ap.add_argument("--reps", type=int, default=100)
+    ap.add_argument("--floor-prompts", type=int, default=64)
+    ap.add_argument("--floor-reps", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -77,6 +82,62 @@ def main() -> None:
             lm = DiffusionLM(StubLM(args.vocab, args.prompt + args.gen, busy), mask_id=args.vocab - 1, eos_token_ids=[1])
             row.append(measure(lm, name, {**base, **extra}, prompt, args.reps))
         print(f"{name:12s} {row[0][0]:14.0f} {row[1][0]:13.0f} {row[1][1]:10.0f}")
+    floor(args.floor_prompts, args.floor_reps)
+
+
+@torch.inference_mode()
+def bare_dparallel(lm: DiffusionLM, ids: torch.Tensor, gen: int, block: int, threshold: float) -> int:
+    """dparallel at batch 1, temperature 0, no cache: the same ops as dpbench's loop, nothing else."""
+    P, mask = ids.shape[1], lm.mask_id
+    x = torch.cat([ids, ids.new_full((1, gen), mask)], 1)
+    no_mask, nfe = torch.tensor([mask]), 0
+    for lo in range(P, P + gen, block):
+        tokens = x[:, lo : lo + block]
+        is_mask = tokens == mask
+        while True:
+            logits = lm.logits(x, positions=(lo, lo + block))
+            nfe += 1
+            h = torch.where(is_mask, torch.special.entr(torch.softmax(logits, -1, dtype=torch.float64)).sum(-1), float("inf"))
+            commit = (h <= threshold).scatter_(-1, h.argmin(-1, keepdim=True), True)
+            torch.where(commit, logits.index_fill(-1, no_mask, float("-inf")).argmax(-1), tokens, out=tokens)
+            is_mask = tokens == mask
+            if not is_mask.any(1).tolist()[0]:
+                break
+    return nfe
+
+
+def floor(n: int, reps: int) -> None:
+    from dpbench.models import load_model
+    from dpbench.tasks import get_task
+
+    lm, tok = load_model("tiny-arith")
+    task = get_task("arith")
+    params = task.params_for("dparallel")
+    smp = get_sampler("dparallel", **params)
+    prompts = [tok([task.build_prompt(d, tok)], return_tensors="pt", add_special_tokens=False).input_ids
+               for d in task.docs("test", limit=n)]
+    loops = {
+        "dpbench": lambda ids: int(smp.generate(lm, ids).nfe.sum()),
+        "bare": lambda ids: bare_dparallel(lm, ids, params["gen_length"], params["block_length"], params["threshold"]),
+    }
+    for ids in prompts[:5]:
+        for run in loops.values():
+            run(ids)
+    timer, totals = ForwardTimer(lm), {k: [0.0, 0.0, 0] for k in loops}
+    with timer.active():
+        for _ in range(reps):
+            for ids in prompts:
+                for name, run in loops.items():
+                    f0, t0 = timer.seconds, time.perf_counter()
+                    nfe = run(ids)
+                    t = totals[name]
+                    t[0] += time.perf_counter() - t0
+                    t[1] += timer.seconds - f0
+                    t[2] += nfe
+    print(f"\ntiny-arith, dparallel, batch 1, {n} arith prompts x {reps}: overhead = 1 - forward / wall-clock")
+    for name, (wall, fwd, nfe) in totals.items():
+        print(f"{name:8s} overhead {1 - fwd / wall:6.2%}  {(wall - fwd) / nfe * 1e6:5.0f} us/step outside  "
+              f"{fwd / nfe * 1e3:.2f} ms/forward  NFE {nfe}")
 
 
 if __name__ == "__main__":
