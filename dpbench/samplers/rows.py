@@ -64,7 +64,7 @@ class Rows:
         from the active ones: a slice if all share one block."""
         if self.same is not None:
             lo = offset + self.same * self.L
-            return t[:, lo : lo + self.L]
+            return t if lo == 0 and t.shape[1] == self.L else t[:, lo : lo + self.L]
         idx = self.cols if sel is None else self.cols[sel]
         idx = idx + offset if offset else idx
         return t.gather(1, idx if t.dim() == 2 else idx[..., None].expand(-1, -1, t.shape[-1]))
