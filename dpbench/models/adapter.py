@@ -146,14 +146,14 @@ class DiffusionLM:
         else:
             positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0).gather(1, index)
         view = CacheView(cache, rows, index, fresh)
-        kwargs = {}
+        kwargs = {"attention_mask": attention_mask, "position_ids": positions, "cache": view}
         if window_range is not None and self.supports_logits_range:
-            # Entry j of the (for Dream: extended) window holds aligned row j either way.
-            kwargs["logits_range"] = window_range
-        out = self.module(tokens, attention_mask=attention_mask, position_ids=positions, cache=view, **kwargs).logits
-        if window_range is not None and not kwargs:
-            return out[:, window_range[0] : window_range[1]]
-        return out[:, :-1] if self.shift_logits and not kwargs else out
+            # Entry j of the (for Dream: extended) window holds aligned row j, so the range carries over.
+            return self.module(tokens, logits_range=window_range, **kwargs).logits
+        out = self.module(tokens, **kwargs).logits
+        if self.shift_logits:
+            out = out[:, :-1]  # the extra last row predicts a position after the window
+        return out if window_range is None else out[:, window_range[0] : window_range[1]]
 
     def __repr__(self) -> str:
         return (

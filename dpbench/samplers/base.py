@@ -32,7 +32,7 @@ from typing import Any, ClassVar
 import torch
 
 from ..models.adapter import DiffusionLM
-from .rows import CachedForward, Rows
+from .rows import CachedForward, Rows, take_rows
 
 CACHE_MODES = ("none", "prefix", "dual")
 
@@ -273,18 +273,13 @@ class BlockSampler:
         while rows.active:
             sub = rows.index  # None: every sample, in order (then nothing is indexed)
             if cached is None:
-                xs, am = (x, attn) if sub is None else (x[sub], None if attn is None else attn[sub])
+                xs, am = take_rows(x, attn, sub)
                 logits = lm.logits(xs, am, positions=rows.span)  # the output head on the blocks only
                 blk_logits = rows.block_of(logits, P - rows.span[0])
             else:
                 blk_logits = cached.block_logits(rows)
             ans = answer if sub is None else answer[sub]  # a view of x, or a copy written back below
-            if sub is None and rows.same is not None:  # a view of x: take it once per grouping
-                tokens = rows.memo.get("block")
-                if tokens is None:
-                    tokens = rows.memo["block"] = rows.block_of(ans, 0)
-            else:
-                tokens = rows.block_of(ans, 0)
+            tokens = rows.answer_block(ans) if sub is None else rows.block_of(ans, 0)
             if is_mask is None:
                 is_mask = tokens == lm.mask_id
             s = StepInputs(blk_logits, is_mask, rows.steps(), lm.mask_id, cfg.temperature, generator)

@@ -49,7 +49,8 @@ class Rows:
         # past this iteration some row's select() committed nothing and would loop forever.
         self.deadline = min((self.start[i] for i in act), default=0) + self.L
         self._cols: torch.Tensor | None = None
-        self.memo: dict = {}  # per-grouping values (cached-forward windows), valid until the next regroup
+        self._view: torch.Tensor | None = None
+        self.memo: dict = {}  # cached-forward windows per group of rows, valid until the next regroup
 
     @property
     def cols(self) -> torch.Tensor:
@@ -68,6 +69,15 @@ class Rows:
         idx = self.cols if sel is None else self.cols[sel]
         idx = idx + offset if offset else idx
         return t.gather(1, idx if t.dim() == 2 else idx[..., None].expand(-1, -1, t.shape[-1]))
+
+    def answer_block(self, answer: torch.Tensor) -> torch.Tensor:
+        """The current blocks of ``answer`` (every sample's row, in order); when they share one
+        block this is a view of it, so it is taken once per grouping, not once per step."""
+        if self.same is None:
+            return self.block_of(answer, 0)
+        if self._view is None:
+            self._view = self.block_of(answer, 0)
+        return self._view
 
     def steps(self) -> list[int]:
         """Steps each active sample has taken in its current block."""
@@ -90,6 +100,13 @@ class Rows:
         return ended
 
 
+def take_rows(x: torch.Tensor, attn: torch.Tensor | None, idx: torch.Tensor | None):
+    """``x`` and ``attn`` (which may be None) at rows ``idx``; None: every row, nothing indexed."""
+    if idx is None:
+        return x, attn
+    return x[idx], None if attn is None else attn[idx]
+
+
 class CachedForward:
     """Block logits with a KV cache (``cache=prefix|dual``; see models/kv_cache.py).
 
@@ -105,7 +122,7 @@ class CachedForward:
 
     def block_logits(self, rows: Rows) -> torch.Tensor:
         """(A, L, V) logits of each active sample's current block."""
-        lm, x, attn = self.lm, self.x, self.attn
+        lm, x = self.lm, self.x
         first = [rows.start[i] == rows.t for i in rows.active]
         A, n_first = len(first), sum(first)
         out = None
@@ -119,8 +136,7 @@ class CachedForward:
                 sel = torch.tensor([f == group for f in first], device=x.device)
                 members = [i for i, f in zip(rows.active, first) if f == group]
                 idx = torch.tensor(members, dtype=torch.long, device=x.device)
-            xs = x if idx is None else x[idx]
-            am = None if attn is None else (attn if idx is None else attn[idx])
+            xs, am = take_rows(x, self.attn, idx)
             if group:
                 logits = lm.logits(xs, am, cache=CacheView(self.kv, idx), positions=rows.span)
                 blk = rows.block_of(logits, rows.P - rows.span[0], sel)
