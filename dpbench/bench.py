@@ -11,7 +11,8 @@ Per combination:
 - NFE per sample, tokens per forward (answer tokens / NFE), forward tokens per sample
   (query positions run through the model: what a KV cache saves);
 - time per forward and sampler overhead: the model's forward calls are timed
-  (synchronised on CUDA); overhead = 1 - forward time / wall-clock;
+  (synchronised on CUDA); overhead = 1 - forward time / wall-clock, and the time outside
+  the model per forward call in microseconds (which carries over to a model of another size);
 - peak memory: CUDA max allocated on GPU, peak RSS on CPU (reset per combination where Linux allows);
 - accuracy on the task, and agreement with the uncached run (same answer text).
 """
@@ -41,7 +42,7 @@ COLUMNS = [
     ("latency_p50_s", "latency p50 s"), ("latency_p95_s", "latency p95 s"), ("seconds_per_sample", "s/sample"),
     ("throughput_tok_s", "tok/s"), ("nfe_mean", "NFE"), ("tokens_per_forward", "tok/fwd"),
     ("forward_tokens_per_sample", "fwd tok/sample"), ("ms_per_forward", "ms/fwd"),
-    ("sampler_overhead", "overhead"), ("peak_mem_mb", "peak MB"), ("accuracy", "accuracy"),
+    ("sampler_overhead", "overhead"), ("overhead_us_per_forward", "us outside/fwd"), ("peak_mem_mb", "peak MB"), ("accuracy", "accuracy"),
     ("answer_agreement_with_none", "answer = none"), ("agreement_with_none", "text = none"),
     ("speedup_vs_none", "speedup"),
 ]
@@ -286,6 +287,8 @@ def _summarize(c: _Combo, n: int) -> dict[str, Any]:
         "ms_per_forward": 1000 * c.forward_s / max(c.forward_calls, 1),
         "forward_seconds": c.forward_s,
         "sampler_overhead": 1.0 - c.forward_s / total if total else 0.0,
+        # The same in absolute terms: what the loop adds to each model call, whatever the model costs.
+        "overhead_us_per_forward": 1e6 * (total - c.forward_s) / max(c.forward_calls, 1),
         "peak_mem_mb": c.peak_mb,
         "accuracy": c.correct / n,
     }

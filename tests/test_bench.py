@@ -68,6 +68,8 @@ def test_rows_cover_every_combination_with_sane_figures(result, char_tokenizer, 
     for r in rows:
         assert r["latency_p50_s"] <= r["latency_p95_s"] and r["seconds_total"] > 0
         assert 0.0 <= r["sampler_overhead"] < 1.0 and r["forward_calls"] >= r["batches"]
+        outside = r["seconds_total"] - r["forward_seconds"]
+        assert r["overhead_us_per_forward"] == pytest.approx(1e6 * outside / r["forward_calls"])
         assert r["tokens_per_forward"] == pytest.approx(r["answer_tokens_mean"] / r["nfe_mean"])
         assert r["peak_mem_mb"] > 0 and 0.0 <= r["accuracy"] <= 1.0
         if r["prompt_tokens"] == 60:  # padded to 60 positions, of which only the prompt is real

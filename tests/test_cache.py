@@ -60,6 +60,27 @@ def test_lookahead_window_slides_left_at_the_end():
     assert fresh.tolist() == [[True] * 6, [False, False, True, True, True, True]]
 
 
+@pytest.mark.parametrize("mode,lookahead", [("prefix", 0), ("dual", 0), ("dual", 4), ("dual", 40)])
+def test_shared_window_equals_the_general_one(mode, lookahead):
+    """Rows that share a block get their window from host ints; it must be the tensor helpers' window."""
+    from dpbench.samplers.rows import CachedForward
+
+    n, L, A = 30, 6, 3
+    cf = CachedForward(None, torch.zeros(A, n, dtype=torch.long), None, mode, lookahead)
+    for lo in range(6, n, L):
+        index, fresh, at = cf.shared_window(lo, A, L, n)
+        los = torch.full((A,), lo)
+        if mode == "prefix":
+            want, want_fresh = prefix_window(los, n)
+        elif lookahead == 0:
+            want, want_fresh = los[:, None] + torch.arange(L), None
+        else:
+            want, want_fresh = lookahead_window(los, L + lookahead, n)
+        assert index.tolist() == want.tolist()
+        assert (fresh is None) == (want_fresh is None) and (fresh is None or fresh.tolist() == want_fresh.tolist())
+        assert index[0, at].item() == lo  # where the block starts in the window
+
+
 @pytest.mark.parametrize("name,params", SAMPLERS)
 def test_dual_lookahead_spanning_the_suffix_equals_prefix(char_tokenizer, native_lm, name, params):
     """A lookahead that reaches the end of the sequence refreshes exactly what `prefix` refreshes."""

@@ -164,8 +164,11 @@ class CachedForward:
         (an int if the same for every row, else a gather index); fixed until the next regroup."""
         key = tuple(members)
         if key not in rows.memo:
-            pos = rows.cols + rows.P if sel is None else (rows.cols + rows.P)[sel]
             n = self.x.shape[1]
+            if sel is None and rows.same is not None:  # one block for all: host ints, one op
+                rows.memo[key] = self.shared_window(rows.P + rows.same * rows.L, len(members), rows.L, n)
+                return rows.memo[key]
+            pos = rows.cols + rows.P if sel is None else (rows.cols + rows.P)[sel]
             if self.lookahead == 0:
                 index, fresh = pos, None  # Fast-dLLM's dual cache: the block alone
             elif self.lookahead is None:
@@ -175,3 +178,14 @@ class CachedForward:
             at = pos - index[:, :1]
             rows.memo[key] = index, fresh, int(at[0, 0]) if bool((at == at[:1]).all()) else at
         return rows.memo[key]
+
+    def shared_window(self, lo: int, A: int, L: int, n: int) -> tuple[torch.Tensor, torch.Tensor | None, int]:
+        """`_window` for A rows whose block starts at position ``lo`` in every row (what
+        `prefix_window` / `lookahead_window` give for them, without a dozen small tensor ops)."""
+        if self.lookahead is None:  # prefix: the block and everything after it
+            start, width = lo, n - lo
+        else:  # dual: the block and the lookahead, slid left to stay within the sequence
+            width = min(L + self.lookahead, n)
+            start = min(lo, n - width)
+        index = torch.arange(start, start + width, device=self.x.device).expand(A, width)
+        return index, None if start == lo else index >= lo, lo - start
