@@ -10,6 +10,9 @@ A run directory holds:
   and a truncated last line is dropped. A different config is refused.
 - ``trace.jsonl``: the sampler trace (commit step, confidence and entropy per
   answer position) of the warm-up batch, for the certainty-convergence chart.
+- ``lmeval_partial.jsonl`` (lm-eval engine only): each decoded request's
+  record, appended (flush + fsync) per batch while lm-eval runs; a rerun
+  reuses them instead of decoding again (see `_run_lmeval`).
 
 Timing. Model loading is excluded. Before the timed batches, one warm-up batch
 (the first ``trace_samples`` pending documents, run with tracing) is decoded
@@ -39,6 +42,7 @@ import torch
 from tqdm.auto import tqdm
 
 MANIFEST, SAMPLES, TRACE = "manifest.json", "samples.jsonl", "trace.jsonl"
+LMEVAL_PARTIAL = "lmeval_partial.jsonl"  # the lm-eval engine's per-request records, written while decoding
 # Manifest keys that define a run: a resume must match all of them. Anything
 # else (limit, command line, timestamps) may differ between sessions.
 IDENTITY_KEYS = ("task", "split", "model", "sampler", "params", "seed", "batch_size", "device", "dtype", "data_file")
@@ -172,8 +176,9 @@ def check_manifest(out: Path, new: dict[str, Any]) -> None:
     """Refuse to mix configurations in one run directory."""
     path = out / MANIFEST
     if not path.exists():
-        if (out / SAMPLES).exists() and read_records(out / SAMPLES):
-            raise RunConfigMismatch(f"{out} holds {SAMPLES} but no {MANIFEST}; refusing to add to records of unknown origin")
+        for name in (SAMPLES, LMEVAL_PARTIAL):
+            if (out / name).exists() and read_records(out / name):
+                raise RunConfigMismatch(f"{out} holds {name} but no {MANIFEST}; refusing to add to records of unknown origin")
         return
     old = json.loads(path.read_text())
     diffs = []
@@ -301,25 +306,38 @@ def _engine(cfg: RunConfig, task, world_size: int) -> str:
 def _run_lmeval(cfg: RunConfig, task, sampler, lm, tok, out: Path, records: list, pending: list) -> RunSummary:
     """Run through ``lm_eval.simple_evaluate`` (dpbench's task YAMLs) and write its joined records.
 
-    lm-eval decides the documents, so this path is not resumable per sample: a run
-    that finished is returned as is, an interrupted one is run again in full.
+    Resumable per request: while lm-eval runs, `DPBenchLM` appends each decoded
+    request's record to ``lmeval_partial.jsonl`` (flush + fsync per batch). A
+    rerun of the same config (the manifest check has passed) decodes only the
+    requests without a record there; the others get their stored completion and
+    record (original NFE and seconds) back, keyed by task, doc_id and a hash of
+    the prompt, the request's arguments and the sampler config, so a changed
+    request is decoded again. lm-eval then scores all of them and ``samples.jsonl``
+    is (re)written whole, atomically. A crash loses at most the batch in flight.
+    A finished run (every document in ``samples.jsonl``) is returned as is; a
+    higher ``limit`` reuses the earlier requests and decodes the new ones.
+    ``new`` counts the requests decoded by this call.
     """
     from .lmeval import DPBenchLM
     from .lmeval.tasks import evaluate
 
     if records and not pending:
         return RunSummary(out, len(records), 0, _mean(r["correct"] for r in records), _mean(r["nfe"] for r in records))
-    model = DPBenchLM(lm=lm, tokenizer=tok, sampler=sampler, batch_size=cfg.batch_size, seed=cfg.seed)
+    model = DPBenchLM(lm=lm, tokenizer=tok, sampler=sampler, batch_size=cfg.batch_size, seed=cfg.seed,
+                      records_path=str(out / LMEVAL_PARTIAL), resume=True)
     res = evaluate(model, cfg.task, data_file=cfg.data_file, limit=cfg.limit, workdir=out / "lmeval_tasks")
-    with open(out / SAMPLES, "w", encoding="utf-8") as fh:
+    tmp = out / (SAMPLES + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
         for rec in res.records:
             fh.write(json.dumps(rec, ensure_ascii=False, default=str) + "\n")
         fh.flush()
         os.fsync(fh.fileno())
+    os.replace(tmp, out / SAMPLES)  # a crash while writing leaves the old file, never half of the new one
     if res.results is not None:
         (out / "lmeval_results.json").write_text(json.dumps(res.results.get("results", {}), indent=2, default=str))
     recs = res.records
-    return RunSummary(out, len(recs), len(recs), _mean(r["correct"] for r in recs), _mean(r["nfe"] for r in recs))
+    new = len(recs) - model.reused
+    return RunSummary(out, len(recs), new, _mean(r["correct"] for r in recs), _mean(r["nfe"] for r in recs))
 
 
 def _get_task(cfg: RunConfig):

@@ -154,10 +154,11 @@ def test_two_process_run_matches_one_process(tmp_path, monkeypatch):
 
     script = tmp_path / "dp.py"
     script.write_text(DP_SCRIPT)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
-           str(29500 + os.getpid() % 1000), str(script), str(GSM8K), str(tmp_path)]
+    # --standalone: torchrun picks a free port (a fixed one can be taken on a shared machine)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           str(script), str(GSM8K), str(tmp_path)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     two = json.loads((tmp_path / "out.json").read_text())
     monkeypatch.syspath_prepend(str(tmp_path))
     from dp import tiny_dpbench_lm  # the same model, built in this process
@@ -167,3 +168,126 @@ def test_two_process_run_matches_one_process(tmp_path, monkeypatch):
     assert two["world_size"] == 2 and {r["rank"] for r in two["records"]} == {0, 1}
     assert [{k: r[k] for k in keep} for r in two["records"]] == [{k: r[k] for k in keep} for r in one]
     assert len(one) == 6
+
+
+# -- resuming: DPBenchLM reuses its records_path; `dpbench run` resumes the lm-eval engine ----------------------
+
+
+def _req(ctx: str, doc_id: int, until=("Question:",), task: str = "t"):
+    return SimpleNamespace(args=(ctx, {"until": list(until)}), task_name=task, doc_id=doc_id)
+
+
+def _count_decodes(dl: DPBenchLM) -> list[str]:
+    seen: list[str] = []
+    run_batch = dl._run
+
+    def counted(prompts):
+        seen.extend(prompts)
+        return run_batch(prompts)
+
+    dl._run = counted
+    return seen
+
+
+def test_generate_until_reuses_only_identical_requests(tiny_lm, char_tokenizer, tmp_path):
+    path = tmp_path / "records.jsonl"
+    kw = dict(records_path=str(path), resume=True, warmup=False, batch_size=2)
+    reqs = [_req("2 + 3 =", 0), _req("4 + 4 =", 1), _req("1 + 6 =", 2)]
+    first = _dpbench_lm(tiny_lm, char_tokenizer, **kw)
+    out1 = first.generate_until(reqs)
+    assert len(path.read_text().splitlines()) == 3 and first.reused == 0
+    with open(path, "a") as fh:
+        fh.write('{"task": "t", "doc_id": 9, "nf')  # a crash in the middle of a write
+
+    again = [reqs[0], _req("4 + 4 =", 1, until=("\n",)), _req("1 + 7 =", 2), _req("5 + 5 =", 3)]
+    second = _dpbench_lm(tiny_lm, char_tokenizer, **kw)
+    decoded = _count_decodes(second)
+    out2 = second.generate_until(again)
+    # Only the identical request is answered from the file; changed args, a changed prompt and a new doc are decoded.
+    assert sorted(decoded) == sorted(second.prompt(r.args[0]) for r in again[1:])
+    assert second.reused == 1 and out2[0] == out1[0]
+    by_doc = {r["doc_id"]: r for r in second.records}
+    assert by_doc[0] == first.records[0]  # the original decode's record: NFE, seconds, ...
+    assert "request" not in by_doc[0]
+    lines = [json.loads(x) for x in path.read_text().splitlines()]  # the cut line was dropped, appends are clean
+    assert [r["doc_id"] for r in lines[:3]] == [0, 1, 2] and sorted(r["doc_id"] for r in lines[3:]) == [1, 2, 3]
+    assert all(len(r["request"]) == 64 for r in lines)
+
+    # Another sampler configuration never reuses; resume off never reads the file.
+    other = _dpbench_lm(tiny_lm, char_tokenizer, **{**kw, "threshold": 0.7})
+    decoded = _count_decodes(other)
+    other.generate_until(reqs)
+    assert other.reused == 0 and len(decoded) == 3
+    plain = _dpbench_lm(tiny_lm, char_tokenizer, records_path=str(path), warmup=False)
+    decoded = _count_decodes(plain)
+    plain.generate_until(reqs[:1])
+    assert plain.reused == 0 and len(decoded) == 1
+    with pytest.raises(ValueError, match="records_path"):
+        _dpbench_lm(tiny_lm, char_tokenizer, resume=True)
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory, char_tokenizer, tiny_lm):
+    d = tmp_path_factory.mktemp("tiny")
+    tiny_lm.module.save_pretrained(d)
+    char_tokenizer.save_pretrained(d)
+    return str(d)
+
+
+def test_lmeval_engine_run_resumes_after_interrupt(tiny_dir, tmp_path, monkeypatch):
+    """`dpbench run gsm8k` (lm-eval engine) killed after two batches: the rerun decodes only the rest,
+    and its samples.jsonl equals an uninterrupted run's."""
+    from dpbench.runner import RunConfig, RunConfigMismatch, read_records, run
+
+    questions = [json.loads(x)["question"] for x in GSM8K.read_text().splitlines()]
+    cfg = dict(task="gsm8k", model=tiny_dir, sampler="dparallel", data_file=str(GSM8K), batch_size=2,
+               params={"gen_length": 16, "block_length": 8, "threshold": 0.8}, device="cpu", progress=False)
+    calls: list[tuple[bool, list[str]]] = []  # (warm-up?, doc_ids) per decoded batch
+    fail_at = {"n": None}
+    real = DPBenchLM._run
+
+    def counted(self, prompts):
+        warmup = not self._warm
+        calls.append((warmup, [str(next(i for i, q in enumerate(questions) if q in p)) for p in prompts]))
+        if not warmup and fail_at["n"] is not None and sum(not w for w, _ in calls) == fail_at["n"]:
+            raise RuntimeError("interrupted")
+        return real(self, prompts)
+
+    monkeypatch.setattr(DPBenchLM, "_run", counted)
+    full = run(RunConfig(**cfg, out=str(tmp_path / "full")))
+    assert full.n == full.new == 6
+
+    out = tmp_path / "run"
+    fail_at["n"], calls[:] = 3, []
+    with pytest.raises(RuntimeError, match="interrupted"):
+        run(RunConfig(**cfg, out=str(out)))
+    partial = read_records(out / "lmeval_partial.jsonl")
+    finished = {str(r["doc_id"]) for r in partial}
+    assert len(partial) == 4 and not (out / "samples.jsonl").exists()  # two batches on disk, lm-eval never scored
+    assert finished == {d for w, ids in calls[1:3] for d in ids}
+    with open(out / "lmeval_partial.jsonl", "a") as fh:
+        fh.write(json.dumps(partial[0])[:40])  # and the next batch was cut mid-write
+
+    # A different configuration does not resume (nor touch) the partial records.
+    before = (out / "lmeval_partial.jsonl").read_bytes()
+    with pytest.raises(RunConfigMismatch, match="params.threshold"):
+        run(RunConfig(**{**cfg, "params": {**cfg["params"], "threshold": 0.7}}, out=str(out)))
+    assert (out / "lmeval_partial.jsonl").read_bytes() == before
+
+    fail_at["n"], calls[:] = None, []
+    resumed = run(RunConfig(**cfg, out=str(out)))
+    decoded = [d for w, ids in calls if not w for d in ids]
+    assert sorted(decoded) == sorted({str(i) for i in range(6)} - finished)  # nothing finished was decoded again
+    assert resumed.n == 6 and resumed.new == 2
+    recs = read_records(out / "samples.jsonl")
+    assert sorted(r["doc_id"] for r in recs) == [str(i) for i in range(6)]  # every doc exactly once
+    keep = ("doc_id", "completion", "correct", "extracted", "nfe", "gen_tokens", "prompt_tokens", "dpbench_correct")
+    ref = {r["doc_id"]: {k: r[k] for k in keep} for r in read_records(tmp_path / "full" / "samples.jsonl")}
+    assert {r["doc_id"]: {k: r[k] for k in keep} for r in recs} == ref
+    stored = {str(r["doc_id"]): r for r in partial}
+    assert all(r["seconds"] == stored[r["doc_id"]]["seconds"] for r in recs if r["doc_id"] in finished)
+    acc = json.loads((out / "lmeval_results.json").read_text())["dpbench_gsm8k"]["exact_match,none"]
+    assert acc == pytest.approx(resumed.accuracy)
+
+    calls[:] = []  # a finished run is returned as is
+    assert run(RunConfig(**cfg, out=str(out))).new == 0 and calls == []

@@ -4,8 +4,11 @@ Registered as ``dpbench``. Model args: ``model`` (preset, directory or hub id),
 ``sampler`` (``dpbench samplers``), any sampler parameter (``threshold=0.5``,
 ``gen_length=256``, ``steps=...``), ``batch_size``, ``device``, ``dtype``,
 ``chat`` (auto/true/false), ``trust_remote_code``, ``seed``, ``warmup``,
-``records_path`` (append every record to this JSONL file). With lm-eval's
-command line give the batch size as ``--batch_size N`` (it passes its own).
+``records_path`` (append every record to this JSONL file, flushed and fsynced
+per batch), ``resume`` (true: requests whose record is already in
+``records_path`` are not decoded again; see `DPBenchLM.generate_until`). With
+lm-eval's command line give the batch size as ``--batch_size N`` (it passes
+its own).
 
 Only generation is supported: masked diffusion samplers produce text, they do
 not score continuations, so `loglikelihood` raises `NotImplementedError`.
@@ -20,6 +23,9 @@ objects to rank 0.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import time
 from typing import Any
 
@@ -72,6 +78,7 @@ class DPBenchLM(LM):
         seed: int = 0,
         warmup: bool | str = True,
         records_path: str | None = None,  # also append each record to this JSONL file (rank suffix if > 1 process)
+        resume: bool | str = False,  # reuse the records already in records_path for identical requests
         max_batch_size: int | None = None,  # passed by lm-eval; unused (no automatic batch size)
         lm: Any = None,  # an already loaded DiffusionLM (then ``tokenizer`` too); ``model`` is ignored
         tokenizer: Any = None,
@@ -120,6 +127,10 @@ class DPBenchLM(LM):
         self.records_path = records_path
         if records_path and self.world_size > 1:
             self.records_path = f"{records_path}.rank{self.rank}"
+        self.resume = _as_bool(resume, "resume")
+        if self.resume and not records_path:
+            raise ValueError("resume=true needs records_path (the file whose records are reused)")
+        self.reused = 0  # requests answered from records_path instead of decoded (all generate_until calls)
 
     # -- distributed (accelerate launch / torchrun) ---------------------------------
     def _init_distributed(self, device: str | None) -> None:
@@ -208,20 +219,51 @@ class DPBenchLM(LM):
                               add_special_tokens=add_special)
 
     def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:
+        """Decode ``requests`` in batches; return each one's completion cut at its ``until``.
+
+        Each batch's records are appended to ``records_path`` (flush + fsync) as
+        soon as the batch is done, each with ``request``: a hash of the request
+        (task, doc_id, the prompt as fed, ``req.args``) and of `describe` (model,
+        sampler and params, batch size, chat, seed). With ``resume`` a request
+        whose task, doc_id and hash match a stored record is not decoded: its
+        stored completion is returned and its stored record (the original
+        decode's NFE, seconds, ...) joins ``self.records``. A changed prompt,
+        generation argument or configuration never matches, so it is decoded.
+        """
         from tqdm.auto import tqdm
 
         prompts = [self.prompt(req.args[0]) for req in requests]
-        lengths = [len(ids) for ids in self.tokenizer(prompts, add_special_tokens=not self.use_chat)["input_ids"]]
-        # Longest first: less padding per batch; each sample's tokens do not depend on its batch.
-        order = sorted(range(len(requests)), key=lambda i: -lengths[i])
-        batches = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
         out: list[str | None] = [None] * len(requests)
+        keys = [self.request_key(req, p) for req, p in zip(requests, prompts)]
+        stored = self._stored() if self.resume else {}
+        reused = 0
+        for i, req in enumerate(requests):
+            found = stored.get((req.task_name, req.doc_id, keys[i]))
+            if found:  # a list: lm-eval's repeats send the same request more than once
+                rec = found.pop(0)
+                out[i] = rec["completion"]
+                self.records.append(rec)
+                self.cache_hook.add_partial("generate_until", req.args, rec["completion"])
+                reused += 1
+        self.reused += reused
+        todo = [i for i in range(len(requests)) if out[i] is None]
+        lengths = {}
+        if todo:
+            ids = self.tokenizer([prompts[i] for i in todo], add_special_tokens=not self.use_chat)["input_ids"]
+            lengths = {i: len(x) for i, x in zip(todo, ids)}
+        # Longest first: less padding per batch; each sample's tokens do not depend on its batch.
+        order = sorted(todo, key=lambda i: -lengths[i])
+        batches = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
         if self.warmup and not self._warm and batches:
             self._run([prompts[i] for i in batches[0]])  # untimed, unrecorded
             self._warm = True
-        bar = tqdm(total=len(requests), desc=f"dpbench/{self.sampler.name}", disable=disable_tqdm or self.rank != 0)
+        bar = tqdm(total=len(requests), initial=reused, desc=f"dpbench/{self.sampler.name}",
+                   disable=disable_tqdm or self.rank != 0)
+        if reused:
+            bar.set_postfix(reused=reused)
         for batch in batches:
             rows = self._run([prompts[i] for i in batch])
+            done = []
             for i, row in zip(batch, rows):
                 req = requests[i]
                 until = (req.args[1] or {}).get("until") if len(req.args) > 1 else None
@@ -229,18 +271,38 @@ class DPBenchLM(LM):
                 out[i] = text
                 rec = {"task": req.task_name, "doc_id": req.doc_id, "rank": self.rank, **row, "completion": text}
                 self.records.append(rec)
-                self._save(rec)
+                done.append({**rec, "request": keys[i]})
                 self.cache_hook.add_partial("generate_until", req.args, text)
+            self._save(done)  # on disk before the next batch: a crash loses at most the batch in flight
             bar.update(len(batch))
         bar.close()
         return out  # type: ignore[return-value]
 
-    def _save(self, rec: dict[str, Any]) -> None:
-        if self.records_path:
-            import json
+    def request_key(self, req, prompt: str) -> str:
+        """The hash that must match for a stored record to answer ``req`` (see `generate_until`)."""
+        blob = json.dumps({"task": req.task_name, "doc_id": req.doc_id, "prompt": prompt, "args": list(req.args),
+                           "config": self.describe()}, sort_keys=True, ensure_ascii=False, default=str)
+        return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
+    def _stored(self) -> dict[tuple[Any, Any, str], list[dict[str, Any]]]:
+        """Records of ``records_path`` by (task, doc_id, request hash); a truncated last line is cut off."""
+        from ..runner import read_records
+
+        stored: dict[tuple[Any, Any, str], list[dict[str, Any]]] = {}
+        if not self.records_path:
+            return stored
+        for rec in read_records(self.records_path, repair=True):  # repair: later appends start on a clean line
+            key = rec.pop("request", None)
+            if key is not None:
+                stored.setdefault((rec.get("task"), rec.get("doc_id"), key), []).append(rec)
+        return stored
+
+    def _save(self, recs: list[dict[str, Any]]) -> None:
+        if self.records_path and recs:
             with open(self.records_path, "a", encoding="utf-8") as fh:
-                fh.write(json.dumps(rec, ensure_ascii=False, default=str) + "\n")
+                fh.write("".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in recs))
+                fh.flush()
+                os.fsync(fh.fileno())
 
     def _run(self, prompts: list[str]) -> list[dict[str, Any]]:
         enc = self._encode(prompts)
