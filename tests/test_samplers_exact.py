@@ -207,6 +207,8 @@ def test_mask_token_is_never_committed(char_tokenizer):
         ("dparallel", {"threshold": 1e6}),  # everything passes the threshold
         ("confidence", {"threshold": 0.0}),
         ("confidence", {"threshold": 1.0}),
+        ("entropy_bound", {"gamma": 0.0}),
+        ("entropy_bound", {"gamma": 1e6}),  # everything within the bound
     ],
 )
 def test_samplers_that_skip_the_mask_intersection_select_masked_positions_only(name, params):
@@ -228,6 +230,10 @@ def test_samplers_that_skip_the_mask_intersection_select_masked_positions_only(n
         s = StepInputs(logits, is_mask, torch.full((3,), step), 0, 0.0, g)
         commit = smp.select(s)
         assert commit.any(1).all() and not (commit & ~is_mask).any(), (trial, commit, is_mask)
+    # A broken model's nan logits: never a committed position (the loop then reports no progress).
+    logits[0, is_mask[0]] = float("nan")
+    commit = smp.select(StepInputs(logits, is_mask, torch.full((3,), 5), 0, 0.0, g))
+    assert not (commit & ~is_mask).any()
 
 
 def test_top_k_per_row_with_an_int_k_equals_a_per_row_k():

@@ -46,11 +46,14 @@ class EntropyBoundSampler(BlockSampler):
     """EB-sampler: commit the lowest-entropy masked tokens while sum(H) - max(H) <= gamma."""
 
     Config = EntropyBoundConfig
+    # Committed positions get entropy inf: sorted after every masked one, where the running sum is
+    # inf and inf - inf = nan fails the bound. (A nan entropy fails it too.)
+    selects_masked_only = True
 
     def select(self, s: StepInputs) -> torch.Tensor:
         h = torch.where(s.is_mask, s.entropy, float("inf"))
         h_sorted, order = h.sort(dim=-1, stable=True)
-        # In ascending order the running max is the current entry; unmasked (inf) entries give nan -> False.
+        # In ascending order the running max is the current entry. The first entry (a masked one: every
+        # active row has one) always passes, 0 <= gamma, so every step makes progress.
         ok = h_sorted.cumsum(-1) - h_sorted <= self.config.gamma
-        ok[:, 0] = True  # at least one per step (only matters if gamma were negative or entropies nan)
-        return torch.zeros_like(ok).scatter_(-1, order, ok)
+        return torch.empty_like(ok).scatter_(-1, order, ok)  # order is a permutation: every place is written
