@@ -24,7 +24,7 @@ n = sum(p.numel() for p in model.parameters())
 lm = DiffusionLM(model, mask_id=tok.mask_token_id, eos_token_ids=[tok.eos_token_id], name=f"random-llada-{n / 1e9:.2f}B")
 bench = BenchConfig(
     model=lm.name, samplers=["baseline"], params={"gen_length": 256, "block_length": 32, "steps": 64},
-    caches=["none", "prefix", "dual"], batch_sizes=[1, 32], prompt_tokens=[None, 512],
+    caches=["none", "prefix", "dual", "dual+16"], batch_sizes=[1, 32], prompt_tokens=[None, 512],
     samples=4 if small else 32,
 )
 if small:
