@@ -335,3 +335,19 @@ def test_native_model_round_trips_through_save_pretrained(tmp_path, dream_dir):
     with torch.no_grad():
         torch.testing.assert_close(again.logits(IDS), lm.logits(IDS), atol=0, rtol=0)
     assert math.isclose(count_parameters(again.module), count_parameters(lm.module))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_rotary_with_the_signed_sin_table_is_textbook_rotate_half_exactly(dtype):
+    """apply_rotary swaps halves against a [-sin, sin] table instead of negating one: the same floats."""
+    from dpbench.models.llada import apply_rotary, rotary_cos_sin
+
+    pos = torch.arange(40).expand(2, 40)
+    cos, sin_signed = rotary_cos_sin(pos, 16, 10000.0, torch.float32)  # float32 tables: rope_full_precision
+    half = sin_signed[..., 8:]
+    assert torch.equal(sin_signed[..., :8], -half)
+    sin = torch.cat((half, half), -1)  # the usual table
+    x = (torch.randn(2, 4, 40, 16) * 3).to(dtype)
+    y = x.float()
+    want = (y * cos + torch.cat((-y[..., 8:], y[..., :8]), -1) * sin).to(dtype)
+    assert torch.equal(apply_rotary(x, cos, sin_signed), want)

@@ -132,20 +132,26 @@ class RMSNorm(nn.Module):
 def rotary_cos_sin(
     position_ids: torch.Tensor, head_dim: int, theta: float, dtype: torch.dtype
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos/sin tables (B, 1, L, head_dim) for rotate-half RoPE at the given positions."""
+    """cos and signed sin tables (B, 1, L, head_dim) for rotate-half RoPE at the given positions.
+
+    The sin table carries rotate-half's sign, [-sin, sin], so `apply_rotary` swaps halves
+    without negating one: (-a) * b and a * (-b) are the same float, so nothing changes but an op.
+    """
     inv_freq = 1.0 / (
         theta ** (torch.arange(0, head_dim, 2, device=position_ids.device, dtype=torch.float32) / head_dim)
     )
     freqs = position_ids.float()[..., None] * inv_freq
-    emb = torch.cat((freqs, freqs), dim=-1)[:, None]
-    return emb.cos().to(dtype), emb.sin().to(dtype)
+    sin = freqs.sin()
+    return torch.cat((freqs, freqs), dim=-1)[:, None].cos().to(dtype), torch.cat((-sin, sin), dim=-1)[:, None].to(dtype)
 
 
 def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate in the tables' dtype (float32 tables = LLaDA's rope_full_precision), return in x's dtype."""
-    y = x.to(cos.dtype)
+    """x * cos + rotate_half(x) * sin, in the tables' dtype (float32 tables = LLaDA's
+    rope_full_precision), returned in x's dtype. ``sin`` is the signed table of `rotary_cos_sin`."""
+    y = x if x.dtype == cos.dtype else x.to(cos.dtype)  # skip the no-op cast: ~100 calls a forward
     y1, y2 = y.chunk(2, dim=-1)
-    return (y * cos + torch.cat((-y2, y1), dim=-1) * sin).to(x.dtype)
+    out = y * cos + torch.cat((y2, y1), dim=-1) * sin
+    return out if out.dtype == x.dtype else out.to(x.dtype)
 
 
 def sdpa_mask(attention_mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
