@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from dpbench.models import DiffusionLM, DreamConfig, DreamModel
-from dpbench.models.kv_cache import CacheView, KVCache, lookahead_window, prefix_window
+from dpbench.models.kv_cache import CacheView, KVCache, query_window
 from dpbench.samplers import get_sampler
 
 TEXTS = ["1+2=", "What is 33 + 4 + 18?", "x", "Hello there, 7*6"]
@@ -53,32 +53,11 @@ def test_cache_param_is_validated(char_tokenizer, bert_lm):
 
 
 def test_lookahead_window_slides_left_at_the_end():
-    index, fresh = lookahead_window(torch.tensor([10, 14]), 6, 20)
+    index, fresh, _ = query_window([10, 14], 20, 6)
     assert index.tolist() == [list(range(10, 16)), list(range(14, 20))] and fresh is None
-    index, fresh = lookahead_window(torch.tensor([10, 16]), 6, 20)
+    index, fresh, _ = query_window([10, 16], 20, 6)
     assert index[1].tolist() == list(range(14, 20))
     assert fresh.tolist() == [[True] * 6, [False, False, True, True, True, True]]
-
-
-@pytest.mark.parametrize("mode,lookahead", [("prefix", 0), ("dual", 0), ("dual", 4), ("dual", 40)])
-def test_shared_window_equals_the_general_one(mode, lookahead):
-    """Rows that share a block get their window from host ints; it must be the tensor helpers' window."""
-    from dpbench.samplers.rows import CachedForward
-
-    n, L, A = 30, 6, 3
-    cf = CachedForward(None, torch.zeros(A, n, dtype=torch.long), None, mode, lookahead)
-    for lo in range(6, n, L):
-        index, fresh, at = cf.shared_window(lo, A, L, n)
-        los = torch.full((A,), lo)
-        if mode == "prefix":
-            want, want_fresh = prefix_window(los, n)
-        elif lookahead == 0:
-            want, want_fresh = los[:, None] + torch.arange(L), None
-        else:
-            want, want_fresh = lookahead_window(los, L + lookahead, n)
-        assert index.tolist() == want.tolist()
-        assert (fresh is None) == (want_fresh is None) and (fresh is None or fresh.tolist() == want_fresh.tolist())
-        assert index[0, at].item() == lo  # where the block starts in the window
 
 
 @pytest.mark.parametrize("name,params", SAMPLERS)
@@ -111,7 +90,7 @@ def test_window_over_unchanged_tokens_is_exact(char_tokenizer, native_lm):
     dual = lo[:, None] + torch.arange(4)
     got = native_lm.logits_window(x, am, dual, None, cache=kv)
     torch.testing.assert_close(got, full.gather(1, dual[..., None].expand(-1, -1, full.shape[-1])))
-    index, fresh = prefix_window(lo, x.shape[1])
+    index, fresh, _ = query_window(lo.tolist(), x.shape[1], None)
     got = native_lm.logits_window(x, am, index, fresh, cache=kv)
     torch.testing.assert_close(got, full[:, index[0]])
     rows = torch.tensor([1, 3])  # a subset of the cached batch
@@ -197,7 +176,7 @@ def test_cache_goes_stale_as_block_tokens_change(char_tokenizer, tiny_lm):
     block = lo[:, None] + torch.arange(4)
     dual_kv = KVCache([k.clone() for k in kv.keys], [v.clone() for v in kv.values])
     dual = tiny_lm.logits_window(x, am, block, None, cache=dual_kv)
-    index, fresh = prefix_window(lo, x.shape[1])
+    index, fresh, _ = query_window(lo.tolist(), x.shape[1], None)
     prefix = tiny_lm.logits_window(x, am, index, fresh, cache=kv)[:, :4]
     want = full.gather(1, block[..., None].expand(-1, -1, full.shape[-1]))
     assert (dual - want).abs().max() > 1e-3  # stale prompt and suffix keys
@@ -278,7 +257,7 @@ def test_window_logits_of_a_range_equal_the_full_window(char_tokenizer, native_l
     am = torch.cat([am, am.new_ones(ids.shape[0], 12)], 1)
     kv = KVCache()
     native_lm.logits(x, am, cache=CacheView(kv))
-    index, fresh = prefix_window(torch.full((ids.shape[0],), x.shape[1] - 12), x.shape[1])
+    index, fresh, _ = query_window([x.shape[1] - 12] * ids.shape[0], x.shape[1], None)
     whole = native_lm.logits_window(x, am, index, fresh, cache=kv)
     got = native_lm.logits_window(x, am, index, fresh, cache=kv, window_range=(2, 6))
     torch.testing.assert_close(got, whole[:, 2:6], atol=1e-5, rtol=1e-5)

@@ -74,10 +74,15 @@ class DiffusionLM:
             if self._takes_position_ids:
                 # Left padding must not shift positions: a padded row sees what it sees alone.
                 kwargs["position_ids"] = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
-        if positions is not None and self.supports_logits_range:
-            return self.module(input_ids, logits_range=positions, **kwargs).logits
+        return self._module_logits(input_ids, positions, **kwargs)
+
+    def _module_logits(self, input_ids: torch.Tensor, logits_range: tuple[int, int] | None, **kwargs) -> torch.Tensor:
+        """The module's logits; with ``logits_range=(lo, hi)`` of those positions only, computed
+        only there by the modules that support it, sliced from all of them otherwise."""
+        if logits_range is not None and self.supports_logits_range:
+            return self.module(input_ids, logits_range=logits_range, **kwargs).logits
         out = self.module(input_ids, **kwargs).logits
-        return out if positions is None else out[:, positions[0] : positions[1]]
+        return out if logits_range is None else out[:, logits_range[0] : logits_range[1]]
 
     @property
     def supports_logits_range(self) -> bool:
@@ -146,14 +151,10 @@ class DiffusionLM:
         else:
             positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0).gather(1, index)
         view = CacheView(cache, rows, index, fresh)
-        kwargs = {"attention_mask": attention_mask, "position_ids": positions, "cache": view}
-        if window_range is not None and self.supports_logits_range:
-            # Entry j of the (for Dream: extended) window holds aligned row j, so the range carries over.
-            return self.module(tokens, logits_range=window_range, **kwargs).logits
-        out = self.module(tokens, **kwargs).logits
-        if self.shift_logits:
-            out = out[:, :-1]  # the extra last row predicts a position after the window
-        return out if window_range is None else out[:, window_range[0] : window_range[1]]
+        # Entry j of the (for Dream: extended) window holds aligned row j, so a range carries over;
+        # Dream's extra last entry predicts a position after the window, and no range reaches it.
+        out = self._module_logits(tokens, window_range, attention_mask=attention_mask, position_ids=positions, cache=view)
+        return out[:, :-1] if self.shift_logits and window_range is None else out
 
     def __repr__(self) -> str:
         return (

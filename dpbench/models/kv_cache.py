@@ -23,6 +23,7 @@ keyword and call `CacheView.update` once per layer.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -97,29 +98,29 @@ def _store(full: torch.Tensor | None, rows: torch.Tensor | None, new: torch.Tens
     return full
 
 
-def prefix_window(lo: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Query positions and fresh flags for a prefix-cached step of rows whose blocks start at ``lo``.
+def query_window(
+    lo: Sequence[int], n: int, width: int | None, device: torch.device | str | None = None
+) -> tuple[torch.Tensor, torch.Tensor | None, list[int]]:
+    """Query positions (A, W), fresh flags and window starts for a cached step of rows whose
+    blocks start at positions ``lo`` (host ints, one per row) in sequences of length ``n``.
 
-    Every row runs one shared window [min(lo), n), so the batch stays rectangular;
-    a row further along runs a few extra queries whose keys/values stay cached,
-    so it gets what it would get alone.
+    ``width=None`` (prefix cache): every row runs one shared window [min(lo), n), so the
+    batch stays rectangular; a row further along runs a few extra queries whose keys/values
+    stay cached, so it gets what it would get alone. ``width=w`` (dual cache: block +
+    lookahead): w positions from each row's block start; near the end of the sequence the
+    window slides left so every row runs w queries, and positions before a row's block then
+    run as queries but keep their cached keys/values (not fresh), as under prefix.
+    ``fresh`` is None when every query is fresh. Built from host ints: one op when the rows agree.
     """
-    start = int(lo.min())
-    index = torch.arange(start, n, device=lo.device).expand(lo.shape[0], n - start)
-    same = lo.shape[0] == 1 or bool((lo == start).all())  # all fresh: no per-position choice needed
-    return index, None if same else index >= lo[:, None]
-
-
-def lookahead_window(lo: torch.Tensor, width: int, n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Query positions and fresh flags for a dual-cached step with lookahead: ``width`` =
-    block + lookahead positions from each row's block start ``lo``, within [0, n).
-
-    Near the end of the sequence the window slides left, so every row runs the same
-    number of queries; positions before a row's block then run as queries but keep
-    their cached keys/values (not fresh), as under ``prefix``.
-    """
-    width = min(width, n)
-    start = lo.clamp(max=n - width)
-    index = start[:, None] + torch.arange(width, device=lo.device)
-    slid = bool((start != lo).any())
-    return index, (index >= lo[:, None]) if slid else None
+    lo = list(lo)
+    if width is None:
+        starts, width = [min(lo)] * len(lo), n - min(lo)
+    else:
+        width = min(width, n)
+        starts = [min(p, n - width) for p in lo]
+    if starts.count(starts[0]) == len(starts):
+        index = torch.arange(starts[0], starts[0] + width, device=device).expand(len(lo), width)
+    else:
+        index = torch.tensor(starts, device=device)[:, None] + torch.arange(width, device=device)
+    fresh = None if starts == lo else index >= torch.tensor(lo, device=device)[:, None]
+    return index, fresh, starts

@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 
 from ..models.adapter import DiffusionLM
-from ..models.kv_cache import CacheView, KVCache, lookahead_window, prefix_window
+from ..models.kv_cache import CacheView, KVCache, query_window
 
 
 class Rows:
@@ -142,7 +142,7 @@ class CachedForward:
                 blk = rows.block_of(logits, rows.P - rows.span[0], sel)
                 n_query = x.shape[1]
             else:
-                index, fresh, at = self._window(rows, members, sel)
+                index, fresh, at = self._window(rows, members)
                 if isinstance(at, int):  # the same place in every row: only those logits
                     keep = None if index.shape[1] == rows.L else (at, at + rows.L)
                     blk = lm.logits_window(xs, am, index, fresh, cache=self.kv, rows=idx, window_range=keep)
@@ -159,33 +159,16 @@ class CachedForward:
             out[sel] = blk
         return out
 
-    def _window(self, rows: Rows, members: list[int], sel: torch.Tensor | None):
+    def _window(self, rows: Rows, members: list[int]):
         """Query positions, fresh flags and where the block sits in the window's logits
         (an int if the same for every row, else a gather index); fixed until the next regroup."""
         key = tuple(members)
         if key not in rows.memo:
-            n = self.x.shape[1]
-            if sel is None and rows.same is not None:  # one block for all: host ints, one op
-                rows.memo[key] = self.shared_window(rows.P + rows.same * rows.L, len(members), rows.L, n)
-                return rows.memo[key]
-            pos = rows.cols + rows.P if sel is None else (rows.cols + rows.P)[sel]
-            if self.lookahead == 0:
-                index, fresh = pos, None  # Fast-dLLM's dual cache: the block alone
-            elif self.lookahead is None:
-                index, fresh = prefix_window(pos[:, 0], n)
-            else:
-                index, fresh = lookahead_window(pos[:, 0], rows.L + self.lookahead, n)
-            at = pos - index[:, :1]
-            rows.memo[key] = index, fresh, int(at[0, 0]) if bool((at == at[:1]).all()) else at
+            L, dev = rows.L, self.x.device
+            lo = [rows.P + rows.block[i] * L for i in members]  # block starts, on the host
+            width = None if self.lookahead is None else L + self.lookahead  # None: prefix cache
+            index, fresh, starts = query_window(lo, self.x.shape[1], width, dev)
+            at = [p - s for p, s in zip(lo, starts)]
+            same = at.count(at[0]) == len(at)
+            rows.memo[key] = index, fresh, at[0] if same else torch.tensor(at, device=dev)[:, None] + torch.arange(L, device=dev)
         return rows.memo[key]
-
-    def shared_window(self, lo: int, A: int, L: int, n: int) -> tuple[torch.Tensor, torch.Tensor | None, int]:
-        """`_window` for A rows whose block starts at position ``lo`` in every row (what
-        `prefix_window` / `lookahead_window` give for them, without a dozen small tensor ops)."""
-        if self.lookahead is None:  # prefix: the block and everything after it
-            start, width = lo, n - lo
-        else:  # dual: the block and the lookahead, slid left to stay within the sequence
-            width = min(L + self.lookahead, n)
-            start = min(lo, n - width)
-        index = torch.arange(start, start + width, device=self.x.device).expand(A, width)
-        return index, None if start == lo else index >= lo, lo - start
