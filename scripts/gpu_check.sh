@@ -1,20 +1,38 @@
 #!/usr/bin/env bash
-# One prepared GPU session: CUDA paths + the measurements the issues ask for.
-# Runs from the repository root with the machine's own torch/transformers
-# (PYTHONPATH=., no install). Writes logs and JSON to ${OUT:-/tmp/gpu_out}.
+# One prepared GPU session: the measurements the issues ask for, then CUDA-path checks.
+# Runs from the repository root with the machine's own torch/transformers (PYTHONPATH=.,
+# no install) in ~6 minutes on an H200. Writes at most 6 files to ${OUT:-/tmp/gpu_out}
+# (the device tool returns 8): the log, the bench JSON and table, the CUDA-graph and
+# output-head measurements, and the tiny-model CUDA runs (compare them with CPU runs of
+# the same commands: `dpbench run arith ... --limit 200 --batch-size 100 --dtype fp32`).
 set -u
-OUT=${OUT:-/tmp/gpu_out}; mkdir -p "$OUT"
-export PYTHONPATH=$PWD HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+OUT=${OUT:-/tmp/gpu_out}; RUNS=/tmp/gpu_runs; mkdir -p "$OUT" "$RUNS"
+export PYTHONPATH=$PWD HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1
 PY=${PY:-python3}
-step() { echo "== $1"; shift; timeout "${STEP_TIMEOUT:-100}" "$@" 2>&1 | grep -v "it/s\]" | tail -n 40; echo "(exit ${PIPESTATUS[0]})"; }
+# step NAME TIMEOUT OUTFILE|- CMD...: full output to OUTFILE (if given), its tail to the log.
+step() {
+  local name=$1 limit=$2 file=$3; shift 3
+  echo "== $name ($(date +%T))"
+  if [ "$file" = - ]; then file=$(mktemp); fi
+  timeout "$limit" "$@" >"$file" 2>&1; local rc=$?
+  grep -v "it/s\]" "$file" | tail -n 45; echo "(exit $rc)"
+}
 {
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 $PY -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__)"
-step "issue 6: 1.3B random LLaDA forward, bf16 SDPA, batch 1/16" $PY scripts/measure_forward.py --batch-sizes 1,16
-step "issue 2: sampler overhead and batching on CUDA (d=1024, 8 layers, vocab 32k)" $PY scripts/measure_core.py --device cuda --d-model 1024 --n-layers 8 --vocab 32000 --repeats 2
-step "CUDA end to end: tiny-arith dparallel on 500 arith problems" $PY -m dpbench run arith --model tiny-arith --sampler dparallel --batch-size 100 --out "$OUT/run-dp" --device cuda
-step "CUDA end to end: tiny-arith baseline on 500 arith problems" $PY -m dpbench run arith --model tiny-arith --sampler baseline --batch-size 100 --out "$OUT/run-base" --device cuda
-STEP_TIMEOUT=300 step "issue 7: dpbench bench, 1.3B random LLaDA bf16, cache none/prefix/dual/dual+16, batch 1/32" $PY results/bench/gpu/run_gpu_bench.py "$OUT/bench-gpu"
-step "issue 7: output head on the decoded blocks only, 1.3B layout" $PY scripts/measure_logits_range.py --device cuda --d-model 2048 --n-layers 16 --mlp 5632 --dtype bf16 --gen 256 --block 32 --samples 32 --batch-sizes 1,32
-if [ -f scripts/gpu_extra.sh ]; then step "extra" bash scripts/gpu_extra.sh; fi
+step "issue 7: dpbench bench, 1.3B random LLaDA bf16, cache none/prefix/dual/dual+16" 300 - \
+  $PY results/bench/gpu/run_gpu_bench.py "$OUT"
+step "issue 7: CUDA graphs at batch 1 (forward, sampler step), 1.3B layout" 100 "$OUT/cuda_graphs.txt" \
+  $PY scripts/measure_cuda_graphs.py --iters 15 --rounds 3
+for spec in "dparallel none" "dparallel dual16 -p cache=dual -p dual_lookahead=16" "baseline none"; do
+  set -- $spec
+  step "CUDA end to end: tiny-arith $1 $2, fp32, 200 arith problems" 60 - \
+    $PY -m dpbench run arith --model tiny-arith --sampler "$1" "${@:3}" --limit 200 --batch-size 100 \
+    --device cuda --dtype fp32 --out "$RUNS/$1-$2"
+done
+tar -czf "$OUT/tiny_cuda_runs.tar.gz" -C "$RUNS" .
+step "issue 7: output head on the decoded blocks only, 1.3B layout" 60 "$OUT/logits_range.txt" \
+  $PY scripts/measure_logits_range.py --device cuda --d-model 2048 --n-layers 16 --mlp 5632 --dtype bf16 \
+  --gen 256 --block 32 --samples 8 --batch-sizes 1,8
+echo "== done ($(date +%T))"
 } 2>&1 | tee "$OUT/gpu_check.log"

@@ -1,34 +1,75 @@
 """The GPU figures in docs/speed.md: `dpbench bench` on a ~1.3B random LLaDA config in bf16.
 
-Random weights: accuracy means nothing here, only speed. Run from the repository root:
+Random weights: accuracy means nothing here, only speed. Two samplers, each with its
+own parameters, so each is its own `run_bench` (speedups are against cache=none of the
+same sampler, batch size and prompt length, measured round-robin in the same run):
+
+- baseline: gen 256, block 32, 64 steps (4 tokens per forward);
+- dparallel: its decisions depend on the model's entropies, which on random weights are
+  the same at every masked position to a few decimals (measured: 11.696 nats at every
+  position of a block), so any threshold but 0 commits a whole block or one token at a
+  knife's edge, differently per prompt and cache mode. Threshold 0 commits exactly one
+  token per forward (the lowest entropy), so every cache mode runs 256 forwards and
+  the speedups compare like with like; the step's work does not depend on the threshold.
+  Batch 1 only: 256 forwards at batch 32 do not fit a short GPU session.
+
+Batch 1 decodes fewer prompts than batch 32 (each batch-1 row still times hundreds of
+forwards) so the whole run fits a short GPU session. Writes OUT/bench-gpu.json (every
+run) and OUT/bench-gpu.md (the tables) after each run, so a cut-off run keeps what finished.
+
     python results/bench/gpu/run_gpu_bench.py OUT_DIR [--small]   (--small: a CPU smoke test)
 """
 
+from __future__ import annotations
+
+import json
 import sys
+import time
+from pathlib import Path
 
 import torch
 
-from dpbench.bench import BenchConfig, run_bench, to_markdown, write_results
+from dpbench.bench import BenchConfig, run_bench, to_markdown
 from dpbench.models import DiffusionLM, LLaDAConfig, LLaDAModelLM, build_char_tokenizer
 
-out, small = sys.argv[1], "--small" in sys.argv
-tok = build_char_tokenizer()
-dev = "cpu" if small else "cuda"
-size = dict(d_model=64, n_layers=2, n_heads=4, mlp_hidden_size=128) if small else dict(
-    d_model=2048, n_layers=16, n_heads=16, mlp_hidden_size=5632)
-cfg = LLaDAConfig(**size, vocab_size=126464, mask_token_id=tok.mask_token_id, rope_theta=500000.0)
-torch.manual_seed(0)
-with torch.device(dev):
-    model = LLaDAModelLM(cfg).to(torch.float32 if small else torch.bfloat16).eval()
-n = sum(p.numel() for p in model.parameters())
-lm = DiffusionLM(model, mask_id=tok.mask_token_id, eos_token_ids=[tok.eos_token_id], name=f"random-llada-{n / 1e9:.2f}B")
-bench = BenchConfig(
-    model=lm.name, samplers=["baseline"], params={"gen_length": 256, "block_length": 32, "steps": 64},
-    caches=["none", "prefix", "dual", "dual+16"], batch_sizes=[1, 32], prompt_tokens=[None, 512],
-    samples=4 if small else 32,
-)
-if small:
-    bench.batch_sizes, bench.params = [1, 2], {"gen_length": 64, "block_length": 32, "steps": 16}
-result = run_bench(bench, lm, tok, progress=False)
-write_results(result, out)
-print(to_markdown(result))
+T0 = time.perf_counter()
+
+
+def log(msg: str) -> None:
+    print(f"[{time.perf_counter() - T0:6.1f}s] {msg}", flush=True)
+
+
+def main() -> None:
+    out, small = Path(sys.argv[1]), "--small" in sys.argv
+    out.mkdir(parents=True, exist_ok=True)
+    tok = build_char_tokenizer()
+    dev = "cpu" if small else "cuda"
+    size = dict(d_model=64, n_layers=2, n_heads=4, mlp_hidden_size=128) if small else dict(
+        d_model=2048, n_layers=16, n_heads=16, mlp_hidden_size=5632)
+    cfg = LLaDAConfig(**size, vocab_size=126464, mask_token_id=tok.mask_token_id, rope_theta=500000.0)
+    torch.manual_seed(0)
+    with torch.device(dev):
+        model = LLaDAModelLM(cfg).to(torch.float32 if small else torch.bfloat16).eval()
+    n = sum(p.numel() for p in model.parameters())
+    lm = DiffusionLM(model, mask_id=tok.mask_token_id, eos_token_ids=[tok.eos_token_id], name=f"random-llada-{n / 1e9:.2f}B")
+    log(f"built {lm}")
+
+    block = {"gen_length": 64, "block_length": 32} if small else {"gen_length": 256, "block_length": 32}
+    plan = [  # (sampler, params, batch size, samples)
+        ("baseline", {**block, "steps": 16 if small else 64}, 1, 2 if small else 8),
+        ("dparallel", {**block, "threshold": 0.0}, 1, 1 if small else 2),
+        ("baseline", {**block, "steps": 16 if small else 64}, 2 if small else 32, 4 if small else 32),
+    ]
+    runs = []
+    for name, params, bs, n in plan:
+        bench = BenchConfig(model=lm.name, samplers=[name], params=params, caches=["none", "prefix", "dual", "dual+16"],
+                            batch_sizes=[bs], prompt_tokens=[None, 512], samples=n)
+        runs.append(run_bench(bench, lm, tok, progress=False))
+        log(f"{name} batch {bs}: done")
+        (out / "bench-gpu.json").write_text(json.dumps({"runs": runs}, indent=2, default=str) + "\n")
+        (out / "bench-gpu.md").write_text("\n".join(to_markdown(r) for r in runs))
+        print(to_markdown(runs[-1]), flush=True)
+
+
+if __name__ == "__main__":
+    main()
