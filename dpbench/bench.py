@@ -97,11 +97,12 @@ class ForwardTimer:
     @contextmanager
     def active(self) -> Iterator["ForwardTimer"]:
         lm = self.lm
-        lm.logits, lm.logits_window = self._wrap(lm.logits), self._wrap(lm.logits_window)
+        lm.logits, lm.logits_window, lm.logits_graphed = (
+            self._wrap(lm.logits), self._wrap(lm.logits_window), self._wrap(lm.logits_graphed))
         try:
             yield self
         finally:
-            del lm.logits, lm.logits_window  # back to the class methods
+            del lm.logits, lm.logits_window, lm.logits_graphed  # back to the class methods
 
 
 def build_prompts(task, tokenizer, docs, prompt_tokens: int | None, seed: int = 0, fill: str = "fewshot") -> list[str]:
@@ -159,12 +160,16 @@ def _peak_mb(device: torch.device) -> float:
 
 
 def cache_params(spec: str) -> dict[str, Any]:
-    """Sampler parameters of one ``--cache`` entry: a mode, or ``dual+N`` (dual with lookahead N)."""
+    """Sampler parameters of one ``--cache`` entry: a mode, ``dual+N`` (dual with lookahead N),
+    or ``graph`` (no cache, the forward replayed from a CUDA graph; compared with ``none``)."""
+    if spec == "graph":
+        return {"cache": "none", "cuda_graph": True}
     mode, plus, n = spec.partition("+")
     if not plus:
         return {"cache": spec}
     if mode != "dual" or not n.isdigit():
-        raise ValueError(f"cache entries are none, prefix, dual or dual+N (N = lookahead positions, e.g. dual+16), got {spec!r}")
+        raise ValueError(
+            f"cache entries are none, prefix, dual, dual+N (N = lookahead positions, e.g. dual+16) or graph, got {spec!r}")
     return {"cache": "dual", "dual_lookahead": int(n)}
 
 

@@ -27,8 +27,9 @@ def test_config_is_validated():
 def test_cache_entries():
     assert cache_params("none") == {"cache": "none"}
     assert cache_params("dual+16") == {"cache": "dual", "dual_lookahead": 16}
+    assert cache_params("graph") == {"cache": "none", "cuda_graph": True}
     for bad in ("prefix+4", "dual+x", "dual+"):
-        with pytest.raises(ValueError, match=r"cache entries are none, prefix, dual or dual\+N .*, got"):
+        with pytest.raises(ValueError, match=r"cache entries are none, prefix, dual, dual\+N .* or graph, got"):
             cache_params(bad)
 
 

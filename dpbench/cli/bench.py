@@ -23,7 +23,7 @@ def bench(
     sampler: str = typer.Option("dparallel", "--sampler", "-s", help="Sampler name(s), comma-separated."),
     param: Optional[List[str]] = typer.Option(None, "--param", "-p", help="Sampler parameter k=v (repeatable)."),
     batch_size: str = typer.Option("1", "--batch-size", "-b", help="Batch sizes, comma-separated, e.g. 1,8,32."),
-    cache: str = typer.Option("none", "--cache", help="Cache modes, comma-separated: none, prefix, dual, dual+N (dual with N lookahead positions)."),
+    cache: str = typer.Option("none", "--cache", help="Cache modes, comma-separated: none, prefix, dual, dual+N (dual with N lookahead positions), graph (none, CUDA-graph forward)."),
     prompt_tokens: Optional[str] = typer.Option(
         None, "--prompt-tokens", help="Prompt lengths (~tokens, comma-separated): few-shot turns before each problem."
     ),

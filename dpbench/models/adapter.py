@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from .cuda_graph import GraphedForward
 from .kv_cache import CacheView, KVCache
 
 
@@ -40,6 +41,7 @@ class DiffusionLM:
         self._takes_position_ids = "position_ids" in params or any(
             p.kind is p.VAR_KEYWORD for p in params.values()
         )
+        self.graphs: GraphedForward | None = None  # recorded on first use of `logits_graphed`
 
     @property
     def device(self) -> torch.device:
@@ -115,6 +117,13 @@ class DiffusionLM:
             return self.forward_raw(input_ids, attention_mask, cache=cache, positions=(lo - 1, hi - 1))
         out = self.forward_raw(input_ids, attention_mask, cache=cache, positions=(0, max(hi - 1, 1)))
         return torch.cat([out[:, :1], out[:, : hi - 1]], dim=1)
+
+    def logits_graphed(self, input_ids: torch.Tensor, *, positions: tuple[int, int] | None = None) -> torch.Tensor:
+        """`logits` (no attention mask) replayed from a CUDA graph recorded for this input shape
+        on first use; the result is the graph's output buffer, overwritten by its next replay."""
+        if self.graphs is None:
+            self.graphs = GraphedForward(self)
+        return self.graphs(input_ids, positions)
 
     def logits_window(
         self,
