@@ -17,13 +17,13 @@ Batch 1 decodes fewer prompts than batch 32 (each batch-1 row still times hundre
 forwards) so the whole run fits a short GPU session. Writes OUT/bench-gpu.json (every
 run) and OUT/bench-gpu.md (the tables) after each run, so a cut-off run keeps what finished.
 
-    python results/bench/gpu/run_gpu_bench.py OUT_DIR [--small]   (--small: a CPU smoke test)
+    python results/bench/gpu/run_gpu_bench.py OUT_DIR [--caches none,graph] [--batch-sizes 1] [--small]
 """
 
 from __future__ import annotations
 
+import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -40,10 +40,19 @@ def log(msg: str) -> None:
 
 
 def main() -> None:
-    out, small = Path(sys.argv[1]), "--small" in sys.argv
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("out", type=Path)
+    ap.add_argument("--small", action="store_true", help="a CPU smoke test with a d=64 model")
+    ap.add_argument("--caches", default="none,prefix,dual,dual+16,graph", help="bench --cache entries (graph: batch 1 only)")
+    ap.add_argument("--batch-sizes", default="1,32")
+    args = ap.parse_args()
+    out, small = args.out, args.small
+    caches = args.caches.split(",")
     out.mkdir(parents=True, exist_ok=True)
     tok = build_char_tokenizer()
     dev = "cpu" if small else "cuda"
+    if small and "graph" in caches:
+        caches.remove("graph")  # needs CUDA
     size = dict(d_model=64, n_layers=2, n_heads=4, mlp_hidden_size=128) if small else dict(
         d_model=2048, n_layers=16, n_heads=16, mlp_hidden_size=5632)
     cfg = LLaDAConfig(**size, vocab_size=126464, mask_token_id=tok.mask_token_id, rope_theta=500000.0)
@@ -60,10 +69,13 @@ def main() -> None:
         ("dparallel", {**block, "threshold": 0.0}, 1, 1 if small else 2),
         ("baseline", {**block, "steps": 16 if small else 64}, 2 if small else 32, 4 if small else 32),
     ]
+    plan = [p for p in plan if str(32 if p[2] > 1 else 1) in args.batch_sizes.split(",")]
     runs = []
     for name, params, bs, n in plan:
-        bench = BenchConfig(model=lm.name, samplers=[name], params=params, caches=["none", "prefix", "dual", "dual+16"],
-                            batch_sizes=[bs], prompt_tokens=[None, 512], samples=n)
+        # Prompts of different lengths make padded batches, which run eagerly: no graph rows there.
+        use = [c for c in caches if bs == 1 or c != "graph"]
+        bench = BenchConfig(model=lm.name, samplers=[name], params=params, caches=use, batch_sizes=[bs],
+                            prompt_tokens=[None, 512], samples=n)
         runs.append(run_bench(bench, lm, tok, progress=False))
         log(f"{name} batch {bs}: done")
         (out / "bench-gpu.json").write_text(json.dumps({"runs": runs}, indent=2, default=str) + "\n")
