@@ -20,7 +20,7 @@ step() {
 {
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 $PY -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__)"
-step "issue 7: dpbench bench, 1.3B random LLaDA bf16, cache none/prefix/dual/dual+16" 300 - \
+step "issue 7: dpbench bench, 1.3B random LLaDA bf16, cache none/prefix/dual/dual+16/graph" 330 - \
   $PY results/bench/gpu/run_gpu_bench.py "$OUT"
 step "issue 7: CUDA graphs at batch 1 (forward, sampler step), 1.3B layout" 100 "$OUT/cuda_graphs.txt" \
   $PY scripts/measure_cuda_graphs.py --iters 15 --rounds 3
@@ -30,6 +30,12 @@ for spec in "dparallel none" "dparallel dual16 -p cache=dual -p dual_lookahead=1
     $PY -m dpbench run arith --model tiny-arith --sampler "$1" "${@:3}" --limit 200 --batch-size 100 \
     --device cuda --dtype fp32 --out "$RUNS/$1-$2"
 done
+for g in false true; do
+  step "CUDA graphs: tiny-arith dparallel cuda_graph=$g, batch 1, fp32, 100 problems" 60 - \
+    $PY -m dpbench run arith --model tiny-arith --sampler dparallel -p cuda_graph=$g --limit 100 --batch-size 1 \
+    --device cuda --dtype fp32 --out "$RUNS/graph-$g"
+done
+$PY -m dpbench compare "$RUNS/graph-false" "$RUNS/graph-true"
 tar -czf "$OUT/tiny_cuda_runs.tar.gz" -C "$RUNS" .
 step "issue 7: output head on the decoded blocks only, 1.3B layout" 60 "$OUT/logits_range.txt" \
   $PY scripts/measure_logits_range.py --device cuda --d-model 2048 --n-layers 16 --mlp 5632 --dtype bf16 \

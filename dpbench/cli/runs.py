@@ -1,4 +1,4 @@
-"""`dpbench run`, `dpbench report`, `dpbench plot` and `dpbench demo`."""
+"""`dpbench run`, `dpbench report`, `dpbench compare`, `dpbench plot` and `dpbench demo`."""
 
 from __future__ import annotations
 
@@ -112,6 +112,25 @@ def report(
             typer.echo(reported.to_string(index=False))
     for f in files:
         typer.echo(f"wrote {f}")
+
+
+@app.command()
+def compare(
+    run_a: Path = typer.Argument(..., help="Reference run directory."),
+    run_b: Path = typer.Argument(..., help="Run directory compared with it (same task and documents)."),
+) -> None:
+    """Sample-by-sample agreement of two runs (same text, answer, NFE), accuracy flips and time ratio.
+
+    Example: dpbench compare results/runs/dp-none results/runs/dp-dual
+    """
+    from ..report.compare import compare_runs, format_comparison
+    from ..report.table import run_labels
+
+    try:
+        result = compare_runs(run_a, run_b)
+    except (ValueError, OSError) as err:
+        raise typer.BadParameter(str(err)) from None
+    typer.echo(format_comparison(result, *run_labels([run_a, run_b])))
 
 
 @app.command()
