@@ -11,13 +11,14 @@ same sampler, batch size and prompt length, measured round-robin in the same run
   knife's edge, differently per prompt and cache mode. Threshold 0 commits exactly one
   token per forward (the lowest entropy), so every cache mode runs 256 forwards and
   the speedups compare like with like; the step's work does not depend on the threshold.
-  Batch 1 only: 256 forwards at batch 32 do not fit a short GPU session.
+  Batch 1 by default; `--dparallel-b32` adds batch 32 (256 forwards a batch: minutes).
 
 Batch 1 decodes fewer prompts than batch 32 (each batch-1 row still times hundreds of
 forwards) so the whole run fits a short GPU session. Writes OUT/bench-gpu.json (every
 run) and OUT/bench-gpu.md (the tables) after each run, so a cut-off run keeps what finished.
 
-    python results/bench/gpu/run_gpu_bench.py OUT_DIR [--caches none,graph] [--batch-sizes 1] [--small]
+    python results/bench/gpu/run_gpu_bench.py OUT_DIR [--caches none,graph] [--batch-sizes 1] [--samplers dparallel]
+        [--dparallel-b32] [--small]
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ def main() -> None:
     ap.add_argument("--small", action="store_true", help="a CPU smoke test with a d=64 model")
     ap.add_argument("--caches", default="none,prefix,dual,dual+16,graph", help="bench --cache entries (graph: batch 1 only)")
     ap.add_argument("--batch-sizes", default="1,32")
+    ap.add_argument("--samplers", default="baseline,dparallel")
+    ap.add_argument("--dparallel-b32", action="store_true", help="also dparallel at batch 32 (256 forwards a batch: minutes)")
     args = ap.parse_args()
     out, small = args.out, args.small
     caches = args.caches.split(",")
@@ -69,7 +72,9 @@ def main() -> None:
         ("dparallel", {**block, "threshold": 0.0}, 1, 1 if small else 2),
         ("baseline", {**block, "steps": 16 if small else 64}, 2 if small else 32, 4 if small else 32),
     ]
-    plan = [p for p in plan if str(32 if p[2] > 1 else 1) in args.batch_sizes.split(",")]
+    if args.dparallel_b32:
+        plan.append(("dparallel", {**block, "threshold": 0.0}, 2 if small else 32, 2 if small else 32))
+    plan = [p for p in plan if str(32 if p[2] > 1 else 1) in args.batch_sizes.split(",") and p[0] in args.samplers.split(",")]
     runs = []
     for name, params, bs, n in plan:
         # Prompts of different lengths make padded batches, which run eagerly: no graph rows there.
