@@ -172,8 +172,9 @@ def device_info(device: torch.device) -> dict[str, Any]:
     return info
 
 
-def check_manifest(out: Path, new: dict[str, Any]) -> None:
-    """Refuse to mix configurations in one run directory."""
+def check_manifest(out: Path, new: dict[str, Any], param_defaults: dict[str, Any] | None = None) -> None:
+    """Refuse to mix configurations in one run directory. A sampler param missing from an older
+    manifest (added to dpbench since) counts as its default in ``param_defaults``."""
     path = out / MANIFEST
     if not path.exists():
         for name in (SAMPLES, LMEVAL_PARTIAL):
@@ -184,6 +185,8 @@ def check_manifest(out: Path, new: dict[str, Any]) -> None:
     diffs = []
     for k in IDENTITY_KEYS:
         a, b = old.get(k), new.get(k)
+        if k == "params" and isinstance(a, dict) and param_defaults:
+            a = {**{p: v for p, v in param_defaults.items() if p in (b or {})}, **a}
         if a == b:
             continue
         if isinstance(a, dict) and isinstance(b, dict):  # name only the params that differ
@@ -223,7 +226,7 @@ def run(cfg: RunConfig) -> RunSummary:
         "data_file": str(Path(cfg.data_file).resolve()) if cfg.data_file else None,
         "limit": cfg.limit, "trace_samples": cfg.trace_samples, "world_size": dist.world_size,
     }
-    check_manifest(out, manifest)
+    check_manifest(out, manifest, type(sampler).param_defaults())
 
     docs = task.docs(cfg.split, cfg.limit)
     order = {d.doc_id: i for i, d in enumerate(docs)}

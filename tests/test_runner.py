@@ -130,6 +130,18 @@ def test_config_mismatch_is_refused(tiny_model, tmp_path):
     assert run(_cfg(tiny_model, out, limit=3)).new == 1
 
 
+def test_params_added_since_a_run_count_as_their_defaults(tiny_model, tmp_path):
+    out = tmp_path / "run"
+    run(_cfg(tiny_model, out, limit=2))
+    manifest = json.loads((out / "manifest.json").read_text())
+    for p in ("cuda_graph", "early_stop"):  # as an older dpbench wrote it, before these params existed
+        del manifest["params"][p]
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    assert run(_cfg(tiny_model, out, limit=3)).new == 1
+    with pytest.raises(RunConfigMismatch, match=r"params.early_stop: False there, True now"):
+        run(_cfg(tiny_model, out, limit=3, params={"early_stop": "true"}))
+
+
 def test_resume_after_killed_process_and_truncated_line(tiny_model, tmp_path):
     out = tmp_path / "run"
     script = tmp_path / "job.py"
