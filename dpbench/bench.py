@@ -29,7 +29,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import torch
 from tqdm.auto import tqdm
@@ -193,8 +193,12 @@ class _Combo:
     correct: int = 0
 
 
-def run_bench(cfg: BenchConfig, lm: DiffusionLM | None = None, tokenizer=None, *, progress: bool = True) -> dict[str, Any]:
-    """Measure every combination; returns {"config", "environment", "rows"} (rows: one dict per combination)."""
+def run_bench(cfg: BenchConfig, lm: DiffusionLM | None = None, tokenizer=None, *, progress: bool = True,
+              on_round: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Measure every combination; returns {"config", "environment", "rows", "complete", "rounds"}
+    (rows: one dict per combination). ``on_round`` gets the result so far after every round but
+    the last (``complete`` False, rows over the samples measured so far), so an interrupted bench
+    keeps what it measured."""
     from .models import load_model
     from .samplers import get_sampler
     from .tasks import get_task
@@ -253,10 +257,18 @@ def run_bench(cfg: BenchConfig, lm: DiffusionLM | None = None, tokenizer=None, *
                     c.completions[doc.doc_id], c.extracted[doc.doc_id] = text, score.extracted
                     c.correct += bool(score.correct)
                 bar.update(1)
+            if on_round is not None and r + 1 < rounds:
+                on_round(_result(cfg, lm, combos, r + 1, rounds))
     bar.close()
-    rows = [_summarize(c, cfg.samples) for c in combos]
-    _compare_with_none(rows, combos)
-    return {"config": asdict(cfg), "environment": _environment(lm), "rows": rows}
+    return _result(cfg, lm, combos, rounds, rounds)
+
+
+def _result(cfg: BenchConfig, lm: DiffusionLM, combos: list[_Combo], done: int, rounds: int) -> dict[str, Any]:
+    measured = [c for c in combos if c.times]
+    rows = [_summarize(c, len(c.completions)) for c in measured]
+    _compare_with_none(rows, measured)
+    return {"config": asdict(cfg), "environment": _environment(lm), "rows": rows, "complete": done == rounds,
+            "rounds": [done, rounds]}
 
 
 def _sync(dev: torch.device) -> None:
@@ -308,9 +320,10 @@ def _compare_with_none(rows: list[dict[str, Any]], combos: list[_Combo]) -> None
         if ref is None:
             r["agreement_with_none"] = r["answer_agreement_with_none"] = r["speedup_vs_none"] = None
             continue
-        n = len(c.completions)
-        r["agreement_with_none"] = sum(c.completions[d] == ref[1].completions[d] for d in c.completions) / n
-        r["answer_agreement_with_none"] = sum(c.extracted[d] == ref[1].extracted[d] for d in c.extracted) / n
+        docs = [d for d in c.completions if d in ref[1].completions]  # all of them once the bench is complete
+        n = max(len(docs), 1)
+        r["agreement_with_none"] = sum(c.completions[d] == ref[1].completions[d] for d in docs) / n
+        r["answer_agreement_with_none"] = sum(c.extracted[d] == ref[1].extracted[d] for d in docs) / n
         r["speedup_vs_none"] = ref[0]["seconds_total"] / r["seconds_total"]
 
 
@@ -336,9 +349,11 @@ def _environment(lm: DiffusionLM) -> dict[str, Any]:
 def to_markdown(result: dict[str, Any]) -> str:
     """The results table (one row per combination) with the environment it was measured in."""
     env = result["environment"]
+    done, rounds = result.get("rounds", (1, 1))
+    partial = "" if result.get("complete", True) else f" (PARTIAL: {done} of {rounds} rounds measured)"
     lines = [
         f"model `{env['model']}` on {env.get('gpu', env['device'])} ({env['dtype']}, {env['threads']} threads), "
-        f"torch {env['torch']}, {result['config']['samples']} samples per row, task `{result['config']['task']}`, "
+        f"torch {env['torch']}, {result['config']['samples']} samples per row{partial}, task `{result['config']['task']}`, "
         f"long prompts by {result['config']['prompt_fill']}, measured {env['time']}",
         "",
         "| " + " | ".join(h for _, h in COLUMNS) + " |",
@@ -399,12 +414,21 @@ def chart(result: dict[str, Any]):
     return fig
 
 
-def write_results(result: dict[str, Any], out_dir: str | Path) -> dict[str, Path]:
-    """bench.json (everything), bench.md (table), bench.png (chart) in ``out_dir``."""
+def write_results(result: dict[str, Any], out_dir: str | Path, *, with_chart: bool = True) -> dict[str, Path]:
+    """bench.json (everything), bench.md (table) and, ``with_chart``, bench.png (chart) in ``out_dir``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    paths = {"json": out / "bench.json", "table": out / "bench.md", "chart": out / "bench.png"}
-    paths["json"].write_text(json.dumps(result, indent=2, default=str) + "\n")
-    paths["table"].write_text(to_markdown(result))
-    chart(result).savefig(paths["chart"], dpi=120)
+    paths = {"json": out / "bench.json", "table": out / "bench.md"}
+    _write_atomic(paths["json"], json.dumps(result, indent=2, default=str) + "\n")
+    _write_atomic(paths["table"], to_markdown(result))
+    if with_chart:
+        paths["chart"] = out / "bench.png"
+        chart(result).savefig(paths["chart"], dpi=120)
     return paths
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """An interruption leaves the old file or the new one, never half of one."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)

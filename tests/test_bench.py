@@ -114,3 +114,27 @@ def test_cli_runs_on_the_shipped_model(tmp_path):
 def test_help_has_an_example():
     res = CliRunner().invoke(app, ["bench", "--help"])
     assert res.exit_code == 0 and "Example: dpbench bench" in res.output
+
+
+def test_an_interrupted_bench_keeps_the_rounds_it_measured(char_tokenizer, tiny_lm, tmp_path):
+    cfg = BenchConfig(samplers=["dparallel"], params={"gen_length": 16, "block_length": 8}, caches=["none", "dual"],
+                      batch_sizes=[1], samples=4)
+    seen = []
+
+    def on_round(partial):
+        seen.append(partial)
+        write_results(partial, tmp_path, with_chart=False)
+        if len(seen) == 2:
+            raise KeyboardInterrupt  # as a user's Ctrl-C or a job limit would, mid-bench
+
+    with pytest.raises(KeyboardInterrupt):
+        run_bench(cfg, tiny_lm, char_tokenizer, progress=False, on_round=on_round)
+    assert [p["rounds"] for p in seen] == [[1, 4], [2, 4]] and not any(p["complete"] for p in seen)
+    kept = json.loads((tmp_path / "bench.json").read_text())
+    assert kept["complete"] is False and [r["samples"] for r in kept["rows"]] == [2, 2]
+    assert kept["rows"][1]["agreement_with_none"] is not None  # compared on the documents both measured
+    assert "PARTIAL: 2 of 4 rounds measured" in (tmp_path / "bench.md").read_text()
+    assert not (tmp_path / "bench.png").exists() and not list(tmp_path.glob("*.tmp"))
+    done = run_bench(cfg, tiny_lm, char_tokenizer, progress=False)
+    assert done["complete"] is True and [r["samples"] for r in done["rows"]] == [4, 4]
+    assert "PARTIAL" not in to_markdown(done)

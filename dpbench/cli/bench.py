@@ -53,7 +53,8 @@ def bench(
             batch_sizes=_list(batch_size, int), prompt_tokens=_list(prompt_tokens, int) if prompt_tokens else [None],
             prompt_fill=prompt_fill, samples=samples, task=task, device=device, dtype=dtype,
         )
-        result = run_bench(cfg)
+        # After every round the results so far go to --out: an interrupted bench keeps what it measured.
+        result = run_bench(cfg, on_round=lambda partial: write_results(partial, out, with_chart=False))
     except (ValueError, OSError) as err:
         raise typer.BadParameter(str(err)) from None
     paths = write_results(result, out)

@@ -15,7 +15,8 @@ same sampler, batch size and prompt length, measured round-robin in the same run
 
 Batch 1 decodes fewer prompts than batch 32 (each batch-1 row still times hundreds of
 forwards) so the whole run fits a short GPU session. Writes OUT/bench-gpu.json (every
-run) and OUT/bench-gpu.md (the tables) after each run, so a cut-off run keeps what finished.
+run) and OUT/bench-gpu.md (the tables) after each round of each run, so a cut-off run keeps what
+finished.
 
     python results/bench/gpu/run_gpu_bench.py OUT_DIR [--caches none,graph] [--batch-sizes 1] [--samplers dparallel]
         [--dparallel-b32] [--small]
@@ -81,11 +82,16 @@ def main() -> None:
         use = [c for c in caches if bs == 1 or c != "graph"]
         bench = BenchConfig(model=lm.name, samplers=[name], params=params, caches=use, batch_sizes=[bs],
                             prompt_tokens=[None, 512], samples=n)
-        runs.append(run_bench(bench, lm, tok, progress=False))
+        runs.append(run_bench(bench, lm, tok, progress=False, on_round=lambda partial: save(out, runs + [partial])))
         log(f"{name} batch {bs}: done")
-        (out / "bench-gpu.json").write_text(json.dumps({"runs": runs}, indent=2, default=str) + "\n")
-        (out / "bench-gpu.md").write_text("\n".join(to_markdown(r) for r in runs))
+        save(out, runs)
         print(to_markdown(runs[-1]), flush=True)
+
+
+def save(out: Path, runs: list[dict]) -> None:
+    """Every run so far (a cut-off one as its finished rounds, marked partial)."""
+    (out / "bench-gpu.json").write_text(json.dumps({"runs": runs}, indent=2, default=str) + "\n")
+    (out / "bench-gpu.md").write_text("\n".join(to_markdown(r) for r in runs))
 
 
 if __name__ == "__main__":
