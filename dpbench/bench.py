@@ -376,44 +376,6 @@ def _fmt(key: str, v: Any) -> str:
     return str(v)
 
 
-def chart(result: dict[str, Any]):
-    """Seconds per sample and throughput for every combination, bars grouped by cache mode."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    rows = result["rows"]
-    caches = list(dict.fromkeys(r["cache"] for r in rows))
-    gkey = lambda r: (r["sampler"], r["prompt_tokens"], r["batch_size"])  # noqa: E731
-    groups = list(dict.fromkeys(gkey(r) for r in rows))
-    plen = {gkey(r): r["prompt_positions_mean"] for r in rows}
-    fig = Figure(figsize=(max(7.0, 1.1 * len(groups) * len(caches) + 2), 4.4), layout="constrained")
-    FigureCanvasAgg(fig)
-    axes = fig.subplots(1, 2)
-    width = 0.8 / len(caches)
-    for ax, key, title in zip(axes, ("seconds_per_sample", "throughput_tok_s"), ("seconds per sample (lower is better)", "answer tokens / s (higher is better)")):
-        for j, cache in enumerate(caches):
-            xs, vals, notes = [], [], []
-            for i, g in enumerate(groups):
-                r = next((r for r in rows if gkey(r) == g and r["cache"] == cache), None)
-                if r is None:
-                    continue
-                xs.append(i + (j - (len(caches) - 1) / 2) * width)
-                vals.append(r[key])
-                sp = f"{r['speedup_vs_none']:.1f}x\n" if r.get("speedup_vs_none") and cache != "none" else ""
-                notes.append(f"{sp}{100 * r['accuracy']:.0f}%")
-            bars = ax.bar(xs, vals, width, label=f"cache={cache}", color=f"C{j}")
-            for b, note in zip(bars, notes):
-                ax.annotate(note, (b.get_x() + b.get_width() / 2, b.get_height()), ha="center", va="bottom",
-                            fontsize=6, xytext=(0, 1), textcoords="offset points")
-        ax.set_xticks(range(len(groups)), [f"{g[0]}\nprompt {plen[g]:.0f} b={g[2]}" for g in groups], fontsize=7)
-        ax.set_title(title, fontsize=9)
-        ax.margins(y=0.2)
-    axes[0].legend(fontsize=7)
-    env = result["environment"]
-    fig.suptitle(f"dpbench bench: {env['model']} on {env.get('gpu', env['device'])} (labels: speedup vs none, accuracy)", fontsize=9)
-    return fig
-
-
 def write_results(result: dict[str, Any], out_dir: str | Path, *, with_chart: bool = True) -> dict[str, Path]:
     """bench.json (everything), bench.md (table) and, ``with_chart``, bench.png (chart) in ``out_dir``."""
     out = Path(out_dir)
@@ -422,8 +384,10 @@ def write_results(result: dict[str, Any], out_dir: str | Path, *, with_chart: bo
     _write_atomic(paths["json"], json.dumps(result, indent=2, default=str) + "\n")
     _write_atomic(paths["table"], to_markdown(result))
     if with_chart:
+        from .report.bench_chart import bench_chart  # matplotlib only when a chart is drawn
+
         paths["chart"] = out / "bench.png"
-        chart(result).savefig(paths["chart"], dpi=120)
+        bench_chart(result).savefig(paths["chart"], dpi=120)
     return paths
 
 
