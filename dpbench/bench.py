@@ -35,6 +35,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .models.adapter import DiffusionLM
+from .runner import write_atomic
 
 PROMPT_FILLS = ("fewshot", "pad")
 COLUMNS = [
@@ -381,18 +382,11 @@ def write_results(result: dict[str, Any], out_dir: str | Path, *, with_chart: bo
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"json": out / "bench.json", "table": out / "bench.md"}
-    _write_atomic(paths["json"], json.dumps(result, indent=2, default=str) + "\n")
-    _write_atomic(paths["table"], to_markdown(result))
+    write_atomic(paths["json"], json.dumps(result, indent=2, default=str) + "\n")
+    write_atomic(paths["table"], to_markdown(result))
     if with_chart:
         from .report.bench_chart import bench_chart  # matplotlib only when a chart is drawn
 
         paths["chart"] = out / "bench.png"
         bench_chart(result).savefig(paths["chart"], dpi=120)
     return paths
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    """An interruption leaves the old file or the new one, never half of one."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)

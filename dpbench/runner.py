@@ -138,6 +138,16 @@ def read_records(path: str | Path, *, repair: bool = False) -> list[dict[str, An
     return records
 
 
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` so that a crash leaves the old file or the new one, never half of one."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
 def environment() -> dict[str, Any]:
     import transformers
 
@@ -329,13 +339,7 @@ def _run_lmeval(cfg: RunConfig, task, sampler, lm, tok, out: Path, records: list
     model = DPBenchLM(lm=lm, tokenizer=tok, sampler=sampler, batch_size=cfg.batch_size, seed=cfg.seed,
                       records_path=str(out / LMEVAL_PARTIAL), resume=True)
     res = evaluate(model, cfg.task, data_file=cfg.data_file, limit=cfg.limit, workdir=out / "lmeval_tasks")
-    tmp = out / (SAMPLES + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        for rec in res.records:
-            fh.write(json.dumps(rec, ensure_ascii=False, default=str) + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, out / SAMPLES)  # a crash while writing leaves the old file, never half of the new one
+    write_atomic(out / SAMPLES, "".join(json.dumps(rec, ensure_ascii=False, default=str) + "\n" for rec in res.records))
     if res.results is not None:
         (out / "lmeval_results.json").write_text(json.dumps(res.results.get("results", {}), indent=2, default=str))
     recs = res.records

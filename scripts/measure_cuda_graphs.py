@@ -32,6 +32,7 @@ from collections.abc import Callable
 import torch
 
 from dpbench.models import DiffusionLM, LLaDAConfig, LLaDAModelLM
+from dpbench.models.cuda_graph import capture, warm_up
 from dpbench.models.llada import count_parameters
 from dpbench.samplers import get_sampler
 from dpbench.samplers.base import StepInputs
@@ -51,21 +52,14 @@ def make_step(smp, mask_id: int, logits: torch.Tensor, tokens: torch.Tensor) -> 
     return step
 
 
-def capture(fn: Callable[[], torch.Tensor]) -> tuple[torch.cuda.CUDAGraph, torch.Tensor, float]:
-    """Record ``fn`` in a CUDA graph (after warm-up on a side stream, as capture requires)."""
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):
-        for _ in range(3):
-            fn()
-    torch.cuda.current_stream().wait_stream(side)
+def record(fn: Callable[[], torch.Tensor]) -> tuple[Callable[[], object], torch.Tensor, float]:
+    """dpbench's recording (models/cuda_graph.py) with 3 warm-ups; also the seconds of the capture alone."""
+    warm_up(fn, 3)
     torch.cuda.synchronize()
     t0 = time.perf_counter()
-    g = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(g):
-        out = fn()
+    replay, out = capture(fn)
     torch.cuda.synchronize()
-    return g, out, time.perf_counter() - t0
+    return replay, out, time.perf_counter() - t0
 
 
 def timed(fn: Callable[[], object], sync: Callable[[], None], reset: Callable[[], None], n: int) -> list[float]:
@@ -81,24 +75,24 @@ def timed(fn: Callable[[], object], sync: Callable[[], None], reset: Callable[[]
 
 def add_graph_variants(row: dict, variants: dict, steps: dict, fwd, x, x_in, eager_logits, sync) -> None:
     """Capture the forward and each sampler step; check replays against eager runs; add their timings."""
-    g_fwd, logits_out, row["capture_s_forward"] = capture(fwd)
-    g_fwd.replay()
+    fwd_replay, logits_out, row["capture_s_forward"] = record(fwd)
+    fwd_replay()
     sync()
     row["forward_graph_equal"] = bool(torch.equal(logits_out, eager_logits))
     row["forward_graph_max_abs_diff"] = float((logits_out.float() - eager_logits.float()).abs().max())
-    variants["forward graph"] = (lambda: (x_in.copy_(x), g_fwd.replay(), sync()), lambda: None)
+    variants["forward graph"] = (lambda: (x_in.copy_(x), fwd_replay(), sync()), lambda: None)
     for name, (step, logits_in, tok_in, reset) in steps.items():
         reset()
         want = step().tolist(), tok_in.clone()
-        g_step, left, row[f"capture_s_{name}_step"] = capture(step)
+        step_replay, left, row[f"capture_s_{name}_step"] = record(step)
         reset()
-        g_step.replay()
+        step_replay()
         row[f"{name}_step_graph_equal"] = bool(left.tolist() == want[0] and torch.equal(tok_in, want[1]))
         variants[f"{name} step graph"] = (
-            lambda g=g_step, li=logits_in, lo=left: (li.copy_(eager_logits), g.replay(), lo.tolist()), reset)
+            lambda g=step_replay, li=logits_in, lo=left: (li.copy_(eager_logits), g(), lo.tolist()), reset)
         variants[f"{name} forward+step graph"] = (
-            lambda g=g_step, li=logits_in, lo=left: (
-                x_in.copy_(x), g_fwd.replay(), li.copy_(logits_out), g.replay(), lo.tolist()), reset)
+            lambda g=step_replay, li=logits_in, lo=left: (
+                x_in.copy_(x), fwd_replay(), li.copy_(logits_out), g(), lo.tolist()), reset)
 
 
 def main() -> None:

@@ -35,13 +35,23 @@ Capture = Callable[[Callable[[], torch.Tensor]], tuple[Callable[[], object], tor
 
 
 def record_cuda_graph(fn: Callable[[], torch.Tensor], warmup: int = 2) -> tuple[Callable[[], object], torch.Tensor]:
-    """Warm ``fn`` up on a side stream (lazy initialisations must not happen during capture), then record it."""
+    """`warm_up` then `capture`: replay() recomputes fn() into the returned output tensor."""
+    warm_up(fn, warmup)
+    return capture(fn)
+
+
+def warm_up(fn: Callable[[], object], n: int) -> None:
+    """Run ``fn`` n times on a side stream: lazy initialisations must not happen during capture."""
     side = torch.cuda.Stream()
     side.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(side):
-        for _ in range(warmup):
+        for _ in range(n):
             fn()
     torch.cuda.current_stream().wait_stream(side)
+
+
+def capture(fn: Callable[[], torch.Tensor]) -> tuple[Callable[[], object], torch.Tensor]:
+    """Record ``fn``'s kernels (not run); replay() runs them, writing the returned tensor."""
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph):
         out = fn()

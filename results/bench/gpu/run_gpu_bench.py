@@ -33,6 +33,7 @@ import torch
 
 from dpbench.bench import BenchConfig, run_bench, to_markdown
 from dpbench.models import DiffusionLM, LLaDAConfig, LLaDAModelLM, build_char_tokenizer
+from dpbench.runner import write_atomic
 
 T0 = time.perf_counter()
 
@@ -68,16 +69,16 @@ def main() -> None:
     log(f"built {lm}")
 
     block = {"gen_length": 64, "block_length": 32} if small else {"gen_length": 256, "block_length": 32}
-    plan = [  # (sampler, params, batch size, samples)
-        ("baseline", {**block, "steps": 16 if small else 64}, 1, 2 if small else 8),
-        ("dparallel", {**block, "threshold": 0.0}, 1, 1 if small else 2),
-        ("baseline", {**block, "steps": 16 if small else 64}, 2 if small else 32, 4 if small else 32),
-    ]
+    base, dp = {**block, "steps": 16 if small else 64}, {**block, "threshold": 0.0}
+    plan = [("baseline", base, 1, (8, 2)), ("dparallel", dp, 1, (2, 1)), ("baseline", base, 32, (32, 4))]
     if args.dparallel_b32:
-        plan.append(("dparallel", {**block, "threshold": 0.0}, 2 if small else 32, 2 if small else 32))
-    plan = [p for p in plan if str(32 if p[2] > 1 else 1) in args.batch_sizes.split(",") and p[0] in args.samplers.split(",")]
+        plan.append(("dparallel", dp, 32, (32, 2)))  # (sampler, params, batch size, samples: full / --small)
+    sizes, names = args.batch_sizes.split(","), args.samplers.split(",")
     runs = []
-    for name, params, bs, n in plan:
+    for name, params, bs, (n, n_small) in plan:
+        if str(bs) not in sizes or name not in names:
+            continue
+        bs, n = (min(bs, 2), n_small) if small else (bs, n)  # the CPU smoke test: batch 2 for 32
         # Prompts of different lengths make padded batches, which run eagerly: no graph rows there.
         use = [c for c in caches if bs == 1 or c != "graph"]
         bench = BenchConfig(model=lm.name, samplers=[name], params=params, caches=use, batch_sizes=[bs],
@@ -90,8 +91,8 @@ def main() -> None:
 
 def save(out: Path, runs: list[dict]) -> None:
     """Every run so far (a cut-off one as its finished rounds, marked partial)."""
-    (out / "bench-gpu.json").write_text(json.dumps({"runs": runs}, indent=2, default=str) + "\n")
-    (out / "bench-gpu.md").write_text("\n".join(to_markdown(r) for r in runs))
+    write_atomic(out / "bench-gpu.json", json.dumps({"runs": runs}, indent=2, default=str) + "\n")
+    write_atomic(out / "bench-gpu.md", "\n".join(to_markdown(r) for r in runs))
 
 
 if __name__ == "__main__":
