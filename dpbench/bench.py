@@ -36,10 +36,12 @@ from tqdm.auto import tqdm
 
 from .models.adapter import DiffusionLM
 from .runner import write_atomic
+from .samplers.kernel import kernel_status
 
 PROMPT_FILLS = ("fewshot", "pad")
+STEP_PATHS = ("kernel", "tensor")
 COLUMNS = [
-    ("sampler", "sampler"), ("cache", "cache"), ("batch_size", "batch"), ("prompt_positions_mean", "prompt len"),
+    ("sampler", "sampler"), ("cache", "cache"), ("step", "step"), ("batch_size", "batch"), ("prompt_positions_mean", "prompt len"),
     ("latency_p50_s", "latency p50 s"), ("latency_p95_s", "latency p95 s"), ("seconds_per_sample", "s/sample"),
     ("throughput_tok_s", "tok/s"), ("nfe_mean", "NFE"), ("tokens_per_forward", "tok/fwd"),
     ("forward_tokens_per_sample", "fwd tok/sample"), ("ms_per_forward", "ms/fwd"),
@@ -55,6 +57,8 @@ class BenchConfig:
     samplers: list[str] = field(default_factory=lambda: ["dparallel"])
     params: dict[str, Any] = field(default_factory=dict)  # sampler params on top of the task's defaults
     caches: list[str] = field(default_factory=lambda: ["none"])
+    # How a step runs: "kernel" (the C step kernel where it applies, as `dpbench run` does) or "tensor".
+    step_paths: list[str] = field(default_factory=lambda: ["kernel"])
     batch_sizes: list[int] = field(default_factory=lambda: [1])
     prompt_tokens: list[int | None] = field(default_factory=lambda: [None])  # None: the task's own prompts
     prompt_fill: str = "fewshot"  # how prompts reach prompt_tokens: "fewshot" turns, or masked "pad" tokens
@@ -72,6 +76,8 @@ class BenchConfig:
         for n in self.prompt_tokens:
             if n is not None and n < 1:
                 raise ValueError(f"prompt tokens must be >= 1, got {n}")
+        if not self.step_paths or any(p not in STEP_PATHS for p in self.step_paths):
+            raise ValueError(f"step paths must be some of {', '.join(STEP_PATHS)}, got {self.step_paths}")
         if self.prompt_fill not in PROMPT_FILLS:
             raise ValueError(f"prompt_fill must be one of {', '.join(PROMPT_FILLS)}, got {self.prompt_fill!r}")
 
@@ -178,6 +184,7 @@ def cache_params(spec: str) -> dict[str, Any]:
 class _Combo:
     sampler: str
     cache: str
+    step: str
     batch_size: int
     prompt_tokens: int | None
     smp: Any
@@ -222,10 +229,11 @@ def run_bench(cfg: BenchConfig, lm: DiffusionLM | None = None, tokenizer=None, *
 
     prompts = {n: build_prompts(task, tokenizer, docs, n, cfg.seed, cfg.prompt_fill) for n in cfg.prompt_tokens}
     combos: list[_Combo] = []
-    for name, cache, bs, n in itertools.product(cfg.samplers, cfg.caches, cfg.batch_sizes, cfg.prompt_tokens):
-        smp = get_sampler(name, **{**task.params_for(name), **cfg.params, **cache_params(cache)})
+    for name, cache, step, bs, n in itertools.product(cfg.samplers, cfg.caches, cfg.step_paths, cfg.batch_sizes, cfg.prompt_tokens):
+        params = {**task.params_for(name), **cfg.params, **cache_params(cache), "step_kernel": step == "kernel"}
+        smp = get_sampler(name, **params)
         batches = [(docs[i : i + bs], encode(prompts[n][i : i + bs], n)) for i in range(0, len(docs), bs)]
-        combo = _Combo(name, cache, bs, n, smp, batches)
+        combo = _Combo(name, cache, step, bs, n, smp, batches)
         # Warm-up (untimed): one batch of training problems at this shape.
         smp.generate(lm, **encode(build_prompts(task, tokenizer, warm[:bs], n, cfg.seed + 1, cfg.prompt_fill), n))
         combos.append(combo)
@@ -286,6 +294,7 @@ def _summarize(c: _Combo, n: int) -> dict[str, Any]:
         "sampler": c.sampler,
         "params": c.smp.params(),
         "cache": c.cache,
+        "step": c.step,
         "batch_size": c.batch_size,
         "prompt_tokens": c.prompt_tokens,
         "prompt_tokens_mean": statistics.fmean(prompt_lens),  # real tokens
@@ -313,8 +322,9 @@ def _summarize(c: _Combo, n: int) -> dict[str, Any]:
 
 
 def _compare_with_none(rows: list[dict[str, Any]], combos: list[_Combo]) -> None:
-    """Agreement with (and wall-clock speedup over) cache=none at the same sampler, batch size and prompt length."""
-    key = lambda r: (r["sampler"], r["batch_size"], r["prompt_tokens"])  # noqa: E731
+    """Agreement with (and wall-clock speedup over) cache=none at the same sampler, step path, batch size
+    and prompt length."""
+    key = lambda r: (r["sampler"], r.get("step"), r["batch_size"], r["prompt_tokens"])  # noqa: E731
     none = {key(r): (r, c) for r, c in zip(rows, combos) if r["cache"] == "none"}
     for r, c in zip(rows, combos):
         ref = none.get(key(r))
@@ -339,6 +349,8 @@ def _environment(lm: DiffusionLM) -> dict[str, Any]:
     }
     if lm.device.type == "cuda":
         env["gpu"] = torch.cuda.get_device_name(lm.device)
+    else:
+        env["step_kernel"] = kernel_status()
     try:
         env["load_avg"] = os.getloadavg()
     except OSError:

@@ -8,8 +8,10 @@
 2. The floor: the shipped `tiny-arith` at batch 1 decoded by `dparallel` and by a
    bare loop written for this one case (the same tensor ops, no batching, no
    bookkeeping, no plugin interface), interleaved. What the bare loop spends
-   outside the forward is what these ops cost on this machine; the difference
-   is the price of dpbench's general loop.
+   outside the forward is what these ops cost on this machine: the floor of any
+   loop built from tensor ops. dpbench's loop runs the CPU step kernel (one C
+   call, samplers/kernel.py) unless DPBENCH_STEP_KERNEL=off, which shows the
+   tensor path's price instead.
 
     python scripts/measure_step_overhead.py [--threads 1] [--vocab 103] [--gen 64 --block 16]
 """

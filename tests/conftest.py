@@ -6,6 +6,11 @@ import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# The C step kernel is built once per test session, into a fresh directory (samplers/kernel.py).
+if "DPBENCH_CACHE_DIR" not in os.environ:
+    import tempfile
+
+    os.environ["DPBENCH_CACHE_DIR"] = tempfile.mkdtemp(prefix="dpbench-test-cache-")
 
 import pytest
 import torch

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 
 import pytest
 import torch
@@ -103,12 +105,22 @@ def test_outputs(result, tmp_path):
 
 def test_cli_runs_on_the_shipped_model(tmp_path):
     res = CliRunner().invoke(app, ["bench", "--model", "tiny-arith", "--sampler", "dparallel", "--cache", "none,dual",
-                                   "--batch-size", "2", "--samples", "2", "--out", str(tmp_path), "--threads", "1"])
+                                   "--step", "kernel,tensor", "--batch-size", "2", "--samples", "2", "--out", str(tmp_path),
+                                   "--threads", "1"])
     assert res.exit_code == 0, res.output
-    assert "| dparallel | dual | 2 |" in res.output
+    assert "| dparallel | dual | kernel | 2 |" in res.output and "| dparallel | dual | tensor | 2 |" in res.output
     assert (tmp_path / "bench.json").exists() and (tmp_path / "bench.png").exists()
+    data = json.loads((tmp_path / "bench.json").read_text())
+    if shutil.which(os.environ.get("CC", "cc")):
+        assert data["environment"]["step_kernel"] == "on"
+    for cache in ("none", "dual"):  # the two step paths decode the same text
+        kern, tens = (next(r for r in data["rows"] if r["cache"] == cache and r["step"] == p) for p in ("kernel", "tensor"))
+        assert kern["params"]["step_kernel"] is True and tens["params"]["step_kernel"] is False
+        assert kern["nfe_mean"] == tens["nfe_mean"] and kern["accuracy"] == tens["accuracy"]
     bad = CliRunner().invoke(app, ["bench", "--cache", "full", "--samples", "1", "--out", str(tmp_path)])
     assert bad.exit_code != 0 and "cache must be one of none, prefix, dual" in bad.output
+    bad = CliRunner().invoke(app, ["bench", "--step", "fused", "--samples", "1", "--out", str(tmp_path)])
+    assert bad.exit_code != 0 and "step paths must be some of kernel, tensor, got ['fused']" in bad.output
 
 
 def test_help_has_an_example():

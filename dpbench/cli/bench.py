@@ -24,6 +24,9 @@ def bench(
     param: Optional[List[str]] = typer.Option(None, "--param", "-p", help="Sampler parameter k=v (repeatable)."),
     batch_size: str = typer.Option("1", "--batch-size", "-b", help="Batch sizes, comma-separated, e.g. 1,8,32."),
     cache: str = typer.Option("none", "--cache", help="Cache modes, comma-separated: none, prefix, dual, dual+N (dual with N lookahead positions), graph (none, CUDA-graph forward)."),
+    step: str = typer.Option(
+        "kernel", "--step", help="How a step runs, comma-separated: kernel (the C step kernel on a CPU where it applies), tensor."
+    ),
     prompt_tokens: Optional[str] = typer.Option(
         None, "--prompt-tokens", help="Prompt lengths (~tokens, comma-separated): few-shot turns before each problem."
     ),
@@ -49,7 +52,7 @@ def bench(
         torch.set_num_threads(threads)
     try:
         cfg = BenchConfig(
-            model=model, samplers=_list(sampler), params=parse_params(param), caches=_list(cache),
+            model=model, samplers=_list(sampler), params=parse_params(param), caches=_list(cache), step_paths=_list(step),
             batch_sizes=_list(batch_size, int), prompt_tokens=_list(prompt_tokens, int) if prompt_tokens else [None],
             prompt_fill=prompt_fill, samples=samples, task=task, device=device, dtype=dtype,
         )

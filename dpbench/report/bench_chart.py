@@ -11,7 +11,10 @@ def bench_chart(result: dict[str, Any]):
     from matplotlib.figure import Figure
 
     rows = result["rows"]
-    caches = list(dict.fromkeys(r["cache"] for r in rows))
+    # Bars per cache mode, and per step path when the bench compared them.
+    both = len({r.get("step") for r in rows}) > 1
+    variant = lambda r: f"{r['cache']}, {r['step']} step" if both else r["cache"]  # noqa: E731
+    caches = list(dict.fromkeys(variant(r) for r in rows))
     gkey = lambda r: (r["sampler"], r["prompt_tokens"], r["batch_size"])  # noqa: E731
     groups = list(dict.fromkeys(gkey(r) for r in rows))
     plen = {gkey(r): r["prompt_positions_mean"] for r in rows}
@@ -23,12 +26,12 @@ def bench_chart(result: dict[str, Any]):
         for j, cache in enumerate(caches):
             xs, vals, notes = [], [], []
             for i, g in enumerate(groups):
-                r = next((r for r in rows if gkey(r) == g and r["cache"] == cache), None)
+                r = next((r for r in rows if gkey(r) == g and variant(r) == cache), None)
                 if r is None:
                     continue
                 xs.append(i + (j - (len(caches) - 1) / 2) * width)
                 vals.append(r[key])
-                sp = f"{r['speedup_vs_none']:.1f}x\n" if r.get("speedup_vs_none") and cache != "none" else ""
+                sp = f"{r['speedup_vs_none']:.1f}x\n" if r.get("speedup_vs_none") and r["cache"] != "none" else ""
                 notes.append(f"{sp}{100 * r['accuracy']:.0f}%")
             bars = ax.bar(xs, vals, width, label=f"cache={cache}", color=f"C{j}")
             for b, note in zip(bars, notes):

@@ -17,9 +17,11 @@ block and everything after it; dual: the block). Samples at the start of a
 block and samples inside one take separate forwards in the same step, so each
 still costs one NFE and gets what it would get alone.
 
-Cost of the loop itself: at batch 1 on a CPU each small tensor op costs 10-20 us
+Cost of the loop itself: at batch 1 on a CPU each small tensor op costs 10-40 us
 once a forward has flushed the caches, so a step runs a dozen ops and keeps the
-per-sample counters on the host (`rows.Rows`); docs/speed.md has the figures.
+per-sample counters on the host (`rows.Rows`); on a CPU the built-in samplers run
+the whole step as one C call instead (`kernel.py`, same tokens). docs/speed.md
+has the figures.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from typing import Any, ClassVar
 import torch
 
 from ..models.adapter import DiffusionLM
+from .kernel import KernelRule, StepKernel, step_kernel
 from .rows import CachedForward, Rows, take_rows
 
 CACHE_MODES = ("none", "prefix", "dual")
@@ -52,6 +55,9 @@ class BlockConfig:
     # Replay the forward from a recorded CUDA graph (cache="none", CUDA, unpadded batches with every
     # sample still decoding; see models/cuda_graph.py): 1.5-2.6x faster batch-1 decoding on an H200.
     cuda_graph: bool = False
+    # Run a built-in sampler's step as one C call where it applies (CPU, temperature 0, no trace;
+    # samplers/kernel.py): the same tokens, a fraction of the time outside the model at batch 1.
+    step_kernel: bool = True
 
     def __post_init__(self) -> None:
         if self.gen_length < 1:
@@ -226,6 +232,11 @@ class BlockSampler:
     def __init__(self, **params: Any) -> None:
         self.config = self.Config(**params)
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "select" in cls.__dict__ and "kernel_rule" not in cls.__dict__:
+            cls.kernel_rule = BlockSampler.kernel_rule  # a new select: an inherited rule no longer describes it
+
     def params(self) -> dict[str, Any]:
         return asdict(self.config)
 
@@ -240,6 +251,12 @@ class BlockSampler:
     def select(self, s: StepInputs) -> torch.Tensor:
         """(A, L) bool: which masked positions of the current block to commit now."""
         raise NotImplementedError
+
+    def kernel_rule(self) -> KernelRule | None:
+        """The rule of the CPU step kernel that does what `select` does at temperature 0, if any
+        (samplers/kernel.py); None: always the tensor path. A subclass that overrides `select`
+        gets None unless it also says which rule it follows."""
+        return None
 
     @torch.inference_mode()
     def generate(
@@ -275,6 +292,9 @@ class BlockSampler:
         tr = _new_trace(B, G, dev) if trace else None
         eos = set(lm.eos_token_ids)
         is_mask = None  # (A, L) masks of the current blocks, carried over from the last step while no block ends
+        # The CPU step kernel does a built-in rule's whole step in one call (samplers/kernel.py).
+        rule = self.kernel_rule() if cfg.step_kernel and cfg.temperature == 0 and tr is None else None
+        kernel = step_kernel() if rule is not None and StepKernel.accepts(x, L) else None
 
         while rows.active:
             sub = rows.index  # None: every sample, in order (then nothing is indexed)
@@ -288,25 +308,28 @@ class BlockSampler:
                 blk_logits = cached.block_logits(rows)
             ans = answer if sub is None else answer[sub]  # a view of x, or a copy written back below
             tokens = rows.answer_block(ans) if sub is None else rows.block_of(ans, 0)
-            if is_mask is None:
-                is_mask = tokens == lm.mask_id
-            s = StepInputs(blk_logits, is_mask, rows.steps(), lm.mask_id, cfg.temperature, generator)
-            commit = self.select(s)
-            if not self.selects_masked_only:
-                commit = commit & is_mask
-            if rows.same is None:
-                tokens = torch.where(commit, s.x0, tokens)
-                ans.scatter_(1, rows.cols, tokens)
+            if kernel is not None and rows.same is not None:  # tokens is a view of ans: written in place
+                left = kernel(blk_logits, tokens, lm.mask_id, rule, rows.steps() if rule.k_schedule else None)
+                is_mask = None
             else:
-                torch.where(commit, s.x0, tokens, out=tokens)  # tokens is a view of ans
+                if is_mask is None:
+                    is_mask = tokens == lm.mask_id
+                s = StepInputs(blk_logits, is_mask, rows.steps(), lm.mask_id, cfg.temperature, generator)
+                commit = self.select(s)
+                if not self.selects_masked_only:
+                    commit = commit & is_mask
+                if rows.same is None:
+                    tokens = torch.where(commit, s.x0, tokens)
+                    ans.scatter_(1, rows.cols, tokens)
+                else:
+                    torch.where(commit, s.x0, tokens, out=tokens)  # tokens is a view of ans
+                if tr is not None:
+                    _record(tr, rows, commit, s, rows.t + 1)
+                is_mask = tokens == lm.mask_id
+                left = is_mask.any(1).tolist()  # the one host sync of a step
             if sub is not None:
                 answer[sub] = ans
             rows.t += 1
-            if tr is not None:
-                _record(tr, rows, commit, s)
-
-            is_mask = tokens == lm.mask_id
-            left = is_mask.any(1).tolist()  # the one host sync of a step
             if rows.t >= rows.deadline:
                 rows.check_progress(left, self.name or type(self).__name__)
             if all(left):
@@ -334,8 +357,8 @@ def _new_trace(B: int, G: int, dev) -> Trace:
     return Trace(step=torch.zeros((B, G), dtype=torch.long, device=dev), confidence=nan, entropy=nan.clone())
 
 
-def _record(tr: Trace, rows: Rows, commit: torch.Tensor, s: StepInputs) -> None:
-    """Trace the positions committed this step (every active sample has now taken ``rows.t`` forwards)."""
+def _record(tr: Trace, rows: Rows, commit: torch.Tensor, s: StepInputs, nfe: int) -> None:
+    """Trace the positions committed this step (every active sample has now taken ``nfe`` forwards)."""
     idx, cols = rows.index, rows.cols
 
     def put(t: torch.Tensor, values: torch.Tensor | int) -> None:
@@ -346,6 +369,6 @@ def _record(tr: Trace, rows: Rows, commit: torch.Tensor, s: StepInputs) -> None:
         else:
             t[idx] = cur
 
-    put(tr.step, rows.t)
+    put(tr.step, nfe)
     put(tr.confidence, s.confidence)
     put(tr.entropy, s.entropy)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from .base import BlockConfig, BlockSampler, StepInputs, top_k_per_row
+from .kernel import KernelRule
 from .registry import register_sampler
 
 REMASKING = ("low_confidence", "random")
@@ -39,6 +40,11 @@ class BaselineConfig(BlockConfig):
     def steps_per_block(self) -> int:
         return self.steps // self.num_blocks
 
+    def k_at(self, step: int) -> int:
+        """Tokens committed at step ``step`` (0-based) of a block: its m masks spread evenly."""
+        m, spb = self.block_length, self.steps_per_block
+        return m // spb + int(step < m % spb)
+
 
 @register_sampler("baseline", aliases=("llada", "fixed", "few-step", "few_step"))
 class BaselineSampler(BlockSampler):
@@ -53,7 +59,7 @@ class BaselineSampler(BlockSampler):
         # Every block starts fully masked, so m is the block length.
         m = cfg.block_length
         step = s.uniform_step  # a host int when all rows are at the same step: no tensor ops for k
-        k = m // spb + int(step < m % spb) if step is not None else m // spb + (s.step < m % spb).long()
+        k = cfg.k_at(step) if step is not None else m // spb + (s.step < m % spb).long()
         if cfg.remasking == "low_confidence":
             score = s.confidence
         else:
@@ -61,3 +67,9 @@ class BaselineSampler(BlockSampler):
         # k never exceeds the masks left (the schedule commits exactly m over the block), so this
         # picks masked positions only.
         return top_k_per_row(torch.where(s.is_mask, score, float("-inf")), k)
+
+    def kernel_rule(self) -> KernelRule | None:
+        if self.config.remasking != "low_confidence":
+            return None  # random remasking draws from the torch generator: the tensor path
+        cfg: BaselineConfig = self.config
+        return KernelRule("top_k_confidence", k_schedule=tuple(cfg.k_at(t) for t in range(cfg.steps_per_block)))

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import torch
 
 from .base import BlockConfig, BlockSampler, StepInputs
+from .kernel import KernelRule
 from .registry import register_sampler
 
 
@@ -57,3 +58,6 @@ class EntropyBoundSampler(BlockSampler):
         # active row has one) always passes, 0 <= gamma, so every step makes progress.
         ok = h_sorted.cumsum(-1) - h_sorted <= self.config.gamma
         return torch.empty_like(ok).scatter_(-1, order, ok)  # order is a permutation: every place is written
+
+    def kernel_rule(self) -> KernelRule:
+        return KernelRule("entropy_bound", self.config.gamma)

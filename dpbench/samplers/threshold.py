@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from .base import BlockConfig, BlockSampler, StepInputs
+from .kernel import KernelRule
 from .registry import register_sampler
 
 
@@ -47,6 +48,9 @@ class DParallelSampler(BlockSampler):
         h = torch.where(s.is_mask, s.entropy, float("inf"))
         return (h <= self.config.threshold).scatter_(-1, h.argmin(-1, keepdim=True), True)
 
+    def kernel_rule(self) -> KernelRule:
+        return KernelRule("entropy_threshold", self.config.threshold)
+
 
 @register_sampler("confidence", aliases=("fast-dllm", "fast_dllm", "conf"))
 class ConfidenceSampler(BlockSampler):
@@ -58,3 +62,6 @@ class ConfidenceSampler(BlockSampler):
     def select(self, s: StepInputs) -> torch.Tensor:
         c = torch.where(s.is_mask, s.confidence, float("-inf"))
         return (c >= self.config.threshold).scatter_(-1, c.argmax(-1, keepdim=True), True)
+
+    def kernel_rule(self) -> KernelRule:
+        return KernelRule("confidence_threshold", self.config.threshold)

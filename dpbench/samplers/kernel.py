@@ -1,0 +1,166 @@
+"""The CPU step kernel: a built-in sampler's whole step in one C call (kernels/step.c).
+
+At batch 1 on a CPU, the dozen tensor ops of a step (softmax, entropy, argmax,
+threshold, commit, mask check) cost 10-40 us each right after a model forward,
+because the forward has evicted their code from the caches: 250-400 us a step,
+more than 5% of a small model's forward. The kernel does the same work for every
+row that shares a block in one call of a few tens of microseconds.
+
+It implements the selection rules of the built-in samplers (`KernelRule`); a
+sampler says which one it follows with `BlockSampler.kernel_rule`. The tensor path
+(`StepInputs` + `select`) stays the reference: tests check that both decode the
+same tokens with the same NFE, and it runs wherever the kernel does not apply
+(GPU, temperature > 0, traces, rows in different blocks, samplers without a rule).
+
+The C source is compiled on first use with the system's C compiler (``$CC``, else
+``cc``; plain -O2, no fast-math) into ``$DPBENCH_CACHE_DIR`` (default
+``~/.cache/dpbench``), keyed by a hash of source and flags. ``DPBENCH_STEP_KERNEL``:
+``auto`` (default: use it if it builds, else warn once and use the tensor path),
+``off`` (never), ``on`` (fail if it cannot be built).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import subprocess
+import warnings
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+
+SOURCE = Path(__file__).with_name("kernels") / "step.c"
+FLAGS = ("-O2", "-shared", "-fPIC")
+RULES = {"entropy_threshold": 1, "confidence_threshold": 2, "top_k_confidence": 3, "entropy_bound": 4}
+MODES = ("auto", "on", "off")
+MAX_BLOCK = 1024  # as in step.c
+
+
+@dataclass(frozen=True)
+class KernelRule:
+    """A selection rule the kernel implements (see kernels/step.c for the exact semantics).
+
+    - ``entropy_threshold``: commit masked positions with entropy <= ``param``, and the lowest;
+    - ``confidence_threshold``: confidence >= ``param``, and the highest;
+    - ``top_k_confidence``: the k most confident, k = ``k_schedule[step in block]``;
+    - ``entropy_bound``: lowest entropies first while their sum less the largest <= ``param``.
+    """
+
+    kind: str
+    param: float = 0.0
+    k_schedule: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.kind not in RULES:
+            raise ValueError(f"kernel rule must be one of {', '.join(RULES)}, got {self.kind!r}")
+        if (self.kind == "top_k_confidence") != bool(self.k_schedule):
+            raise ValueError(f"k_schedule goes with (and only with) top_k_confidence, got {self.kind!r} with {self.k_schedule}")
+
+
+class StepKernel:
+    """The loaded kernel; call it once per step on the rows that share a block."""
+
+    def __init__(self, lib: ctypes.CDLL) -> None:
+        fn = lib.dp_step
+        i64, ptr = ctypes.c_int64, ctypes.c_void_p
+        fn.argtypes = [ptr, i64, i64, i64, i64, i64, ptr, i64, i64, ctypes.c_int32, ctypes.c_double, ptr, ptr]
+        fn.restype = i64
+        self._fn = fn
+        self._left = (ctypes.c_int8 * 1)()
+
+    @staticmethod
+    def accepts(tokens: torch.Tensor, block_length: int) -> bool:
+        """Whether the kernel can run a loop over these tokens (CPU int64 ids, a block it can hold)."""
+        return tokens.device.type == "cpu" and tokens.dtype == torch.long and 0 < block_length <= MAX_BLOCK
+
+    def __call__(
+        self, logits: torch.Tensor, tokens: torch.Tensor, mask_id: int, rule: KernelRule, steps: list[int] | None = None
+    ) -> list[bool]:
+        """Commit this step's tokens into ``tokens`` (A, L) (a view, written in place) from ``logits``
+        (A, L, V); returns, per row, whether masks are left. ``steps`` (each row's step in its block)
+        is needed by ``top_k_confidence`` only."""
+        A, L, V = logits.shape
+        if logits.dtype != torch.float32:
+            logits = logits.float()  # bf16 / fp16 models on a CPU: one extra op
+        if logits.stride(2) != 1:
+            logits = logits.contiguous()
+        if tokens.stride(1) != 1:
+            raise ValueError(f"tokens must be contiguous along the block, got strides {tokens.stride()}")
+        k = None
+        if rule.k_schedule:
+            if steps is None:
+                raise ValueError("top_k_confidence needs each row's step in its block, got steps=None")
+            sched, last = rule.k_schedule, len(rule.k_schedule) - 1
+            k = (ctypes.c_int64 * A)(*(sched[min(s, last)] for s in steps))
+        if len(self._left) < A:
+            self._left = (ctypes.c_int8 * A)()
+        n = self._fn(logits.data_ptr(), A, L, V, logits.stride(0), logits.stride(1), tokens.data_ptr(), tokens.stride(0),
+                     mask_id, RULES[rule.kind], rule.param, k, self._left)
+        if n < 0:
+            raise RuntimeError(f"step kernel refused its input (code {n}): block length {L}, rule {rule.kind!r}")
+        return [True] * A if n == A else [bool(v) for v in self._left[:A]]
+
+
+def step_kernel() -> StepKernel | None:
+    """The kernel if ``DPBENCH_STEP_KERNEL`` allows it and it builds, else None (see the module doc)."""
+    mode = _mode()
+    if mode == "off":
+        return None
+    kernel, error = _load(os.environ.get("CC", "cc"), _cache_dir())
+    if kernel is None:
+        if mode == "on":
+            raise RuntimeError(f"DPBENCH_STEP_KERNEL=on but the C step kernel could not be built: {error}")
+        _warn_once(error)
+    return kernel
+
+
+def kernel_status() -> str:
+    """One line for reports: whether the kernel is in use here, and if not why."""
+    if _mode() == "off":
+        return "off (DPBENCH_STEP_KERNEL=off)"
+    kernel, error = _load(os.environ.get("CC", "cc"), _cache_dir())
+    return "on" if kernel is not None else f"unavailable ({error})"
+
+
+def _mode() -> str:
+    mode = os.environ.get("DPBENCH_STEP_KERNEL", "auto").strip().lower() or "auto"
+    if mode not in MODES:
+        raise ValueError(f"DPBENCH_STEP_KERNEL must be one of {', '.join(MODES)}, got {mode!r}")
+    return mode
+
+
+def _cache_dir() -> Path:
+    if os.environ.get("DPBENCH_CACHE_DIR"):
+        return Path(os.environ["DPBENCH_CACHE_DIR"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "dpbench"
+
+
+@lru_cache(maxsize=None)
+def _load(cc: str, cache_dir: Path) -> tuple[StepKernel | None, str]:
+    """Compile (once per source, flags and compiler) and load; (None, why) on failure."""
+    src = SOURCE.read_bytes()
+    key = hashlib.sha256(src + "\0".join((cc,) + FLAGS).encode()).hexdigest()[:16]
+    lib = cache_dir / "kernels" / f"step-{key}.so"
+    try:
+        if not lib.exists():
+            lib.parent.mkdir(parents=True, exist_ok=True)
+            tmp = lib.with_name(f".{lib.name}.{os.getpid()}.tmp")  # concurrent builds (torchrun) each write their own
+            done = subprocess.run([cc, *FLAGS, "-o", str(tmp), str(SOURCE), "-lm"], capture_output=True, text=True, timeout=120)
+            if done.returncode != 0:
+                return None, f"{cc} exited with {done.returncode}: {done.stderr.strip()[-300:]}"
+            os.replace(tmp, lib)
+        return StepKernel(ctypes.CDLL(str(lib))), ""
+    except (OSError, subprocess.SubprocessError) as e:
+        return None, f"{type(e).__name__}: {e}"
+
+
+@lru_cache(maxsize=None)
+def _warn_once(error: str) -> None:
+    warnings.warn(
+        f"dpbench: the C step kernel could not be built ({error}); using the tensor path, which is slower "
+        f"at batch 1 on a CPU. Set CC to a C compiler, or DPBENCH_STEP_KERNEL=off to silence this.",
+        RuntimeWarning, stacklevel=3,
+    )

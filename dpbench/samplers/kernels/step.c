@@ -1,0 +1,127 @@
+/* One sampler step on the CPU in a single call: what `StepInputs` and a built-in
+ * sampler's `select` compute with a dozen tensor ops, for the rows of a batch that
+ * share a block. Loaded by ../kernel.py (compiled on first use with the system's
+ * C compiler); the tensor path in base.py stays the reference and the fallback.
+ *
+ * Why: at batch 1 on a CPU each of those ops costs 10-40 us right after a model
+ * forward (the forward evicts the dispatcher's code and data from the caches),
+ * which on a small model is more than 5% of a step. This loop touches little code.
+ *
+ * Semantics (the same as the tensor path, tested against it):
+ *   x0   = argmax of the logits with mask_id excluded, the first index on ties;
+ *   p    = softmax of the logits (all V entries) in double precision;
+ *   conf = p[x0];  ent = -sum p log p, computed as log(s) - sum(e * d) / s with
+ *          d = l - max(l), e = exp(d), s = sum(e): one exp per entry, no log.
+ * Only masked positions (tokens == mask_id) are looked at or written.
+ * Built with plain -O2: no fast-math, so no reassociation of the sums. */
+#include <math.h>
+#include <stdint.h>
+
+enum { ENTROPY_THRESHOLD = 1, CONFIDENCE_THRESHOLD = 2, TOP_K_CONFIDENCE = 3, ENTROPY_BOUND = 4 };
+
+#define MAX_BLOCK 1024
+
+static void position_stats(const float *l, int64_t V, int64_t mask_id, int64_t *x0, double *conf, double *ent) {
+    float m = -INFINITY, best = -INFINITY;
+    int64_t arg = -1;
+    for (int64_t j = 0; j < V; j++) {
+        float v = l[j];
+        if (v > m) m = v;
+        if (j != mask_id && (arg < 0 || v > best)) {
+            best = v;
+            arg = j;
+        }
+    }
+    double dm = (double)m, s = 0.0, t = 0.0;
+    for (int64_t j = 0; j < V; j++) {
+        double d = (double)l[j] - dm, e = exp(d);
+        s += e;
+        if (e > 0.0) t += e * d; /* e == 0: its entropy term is 0 (and d may be -inf) */
+    }
+    *x0 = arg;
+    *conf = exp((double)best - dm) / s;
+    *ent = log(s) - t / s;
+}
+
+/* logits: A rows x L positions x V entries, strides la, ll (elements; entries contiguous).
+ * tokens: A rows x L positions (int64, row stride ta); committed tokens are written here.
+ * rule / param: one of the enum above with its threshold, or gamma; k: per row, for TOP_K_CONFIDENCE.
+ * left: per row, 1 if masks remain after this step. Returns the number of such rows,
+ * -1 if L exceeds MAX_BLOCK, -2 for an unknown rule (the caller checks both beforehand). */
+int64_t dp_step(const float *logits, int64_t A, int64_t L, int64_t V, int64_t la, int64_t ll,
+                int64_t *tokens, int64_t ta, int64_t mask_id, int32_t rule, double param,
+                const int64_t *k, int8_t *left) {
+    if (L > MAX_BLOCK) return -1;
+    int64_t x0[MAX_BLOCK], idx[MAX_BLOCK];
+    double conf[MAX_BLOCK], ent[MAX_BLOCK];
+    uint8_t pick[MAX_BLOCK];
+    int64_t rows_left = 0;
+    for (int64_t a = 0; a < A; a++) {
+        int64_t *tok = tokens + a * ta;
+        int64_t n = 0; /* masked positions of this row, in block order */
+        for (int64_t j = 0; j < L; j++) {
+            pick[j] = 0;
+            if (tok[j] != mask_id) continue;
+            position_stats(logits + a * la + j * ll, V, mask_id, &x0[j], &conf[j], &ent[j]);
+            idx[n++] = j;
+        }
+        if (n == 0) {
+            left[a] = 0;
+            continue;
+        }
+        if (rule == ENTROPY_THRESHOLD || rule == CONFIDENCE_THRESHOLD) {
+            /* Commit every certain-enough position, and always the most certain one (first on ties). */
+            int64_t best = idx[0];
+            for (int64_t i = 0; i < n; i++) {
+                int64_t j = idx[i];
+                if (rule == ENTROPY_THRESHOLD) {
+                    pick[j] = ent[j] <= param;
+                    if (ent[j] < ent[best]) best = j;
+                } else {
+                    pick[j] = conf[j] >= param;
+                    if (conf[j] > conf[best]) best = j;
+                }
+            }
+            pick[best] = 1;
+        } else if (rule == TOP_K_CONFIDENCE) {
+            /* The k most confident, ties to the earlier position (a stable descending sort's first k). */
+            int64_t want = k[a] < n ? k[a] : n;
+            for (int64_t c = 0; c < want; c++) {
+                int64_t best = -1;
+                for (int64_t i = 0; i < n; i++) {
+                    int64_t j = idx[i];
+                    if (!pick[j] && (best < 0 || conf[j] > conf[best])) best = j;
+                }
+                pick[best] = 1;
+            }
+        } else if (rule == ENTROPY_BOUND) {
+            /* Stable insertion sort of the masked positions by entropy, then the prefix whose
+             * entropies, less the largest (the current one), sum to <= gamma. The running sum
+             * and the subtraction are done in the order the tensor path's cumsum does them. */
+            for (int64_t i = 1; i < n; i++) {
+                int64_t j = idx[i], p = i;
+                while (p > 0 && ent[idx[p - 1]] > ent[j]) {
+                    idx[p] = idx[p - 1];
+                    p--;
+                }
+                idx[p] = j;
+            }
+            double run = 0.0;
+            for (int64_t i = 0; i < n; i++) {
+                int64_t j = idx[i];
+                run += ent[j];
+                pick[j] = run - ent[j] <= param;
+            }
+        } else {
+            return -2;
+        }
+        int64_t still = 0;
+        for (int64_t j = 0; j < L; j++) {
+            if (pick[j]) tok[j] = x0[j];
+            else still += tok[j] == mask_id;
+        }
+        left[a] = still > 0;
+        rows_left += still > 0;
+    }
+    return rows_left;
+}
