@@ -51,6 +51,8 @@ def test_compare_cli_and_errors(runs, tmp_path):
     assert "same completion 50.0%, same answer 75.0%, same NFE 75.0%" in res.output
     assert "(1 only in dual)" not in res.output and "0 only in none, 1 only in dual" in res.output
     assert "dual 2.00x faster" in res.output
+    res = CliRunner().invoke(app, ["compare", str(runs[1]), str(runs[0])])  # the other way round
+    assert "none 2.00x slower" in res.output
     res = CliRunner().invoke(app, ["compare", str(runs[0]), str(tmp_path / "missing")])
     text = " ".join(res.output.replace("│", " ").split())  # rich wraps the message in a box
     assert res.exit_code != 0 and "is not a run directory: it has no manifest.json" in text

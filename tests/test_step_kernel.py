@@ -186,3 +186,15 @@ def test_kernel_rule_validation():
         KernelRule("median")
     with pytest.raises(ValueError, match=r"k_schedule goes with \(and only with\) top_k_confidence"):
         KernelRule("top_k_confidence")
+
+
+def test_what_the_kernel_accepts(kernel):
+    from dpbench.samplers.kernel import StepKernel
+
+    ids = torch.zeros(1, 4, dtype=torch.long)
+    assert StepKernel.accepts(ids, 32)
+    assert not StepKernel.accepts(ids, 2048)  # longer than step.c's block buffers: the tensor path
+    assert not StepKernel.accepts(ids.int(), 32)
+    logits, tokens = hand_built(0, A=2)
+    with pytest.raises(ValueError, match=r"tokens must be contiguous along the block, got strides \(1, 2\)"):
+        kernel(logits, tokens.t().contiguous().t(), MASK, KernelRule("entropy_threshold", 0.5))

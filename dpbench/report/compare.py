@@ -55,8 +55,15 @@ def format_comparison(c: dict[str, Any], label_a: str = "A", label_b: str = "B")
         f"accuracy {label_a} {100 * c['accuracy_a']:.1f}%, {label_b} {100 * c['accuracy_b']:.1f}% "
         f"(correct only in {label_a}: {c['flips'][0]}, only in {label_b}: {c['flips'][1]})",
         f"NFE mean {label_a} {c['nfe_mean_a']:.2f}, {label_b} {c['nfe_mean_b']:.2f}; decode seconds {label_a} "
-        f"{c['seconds_a']:.2f}, {label_b} {c['seconds_b']:.2f} ({label_b} {c['speedup_time']:.2f}x faster)",
+        f"{c['seconds_a']:.2f}, {label_b} {c['seconds_b']:.2f} ({_relative(c['speedup_time'], label_b)})",
     ]
     if c["differ"]:
         lines.append(f"text differs, e.g. doc_id {', '.join(c['differ'])}")
     return "\n".join(lines)
+
+
+def _relative(speedup: float, label: str) -> str:
+    """``B 2.00x faster`` or, below 1, ``B 3.10x slower`` (not ``0.32x faster``)."""
+    if not speedup or math.isnan(speedup) or math.isinf(speedup):
+        return f"{label}: no decode-time ratio"
+    return f"{label} {speedup:.2f}x faster" if speedup >= 1 else f"{label} {1 / speedup:.2f}x slower"

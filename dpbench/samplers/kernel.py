@@ -69,7 +69,6 @@ class StepKernel:
         fn.argtypes = [ptr, i64, i64, i64, i64, i64, ptr, i64, i64, ctypes.c_int32, ctypes.c_double, ptr, ptr]
         fn.restype = i64
         self._fn = fn
-        self._left = (ctypes.c_int8 * 1)()
 
     @staticmethod
     def accepts(tokens: torch.Tensor, block_length: int) -> bool:
@@ -95,13 +94,12 @@ class StepKernel:
                 raise ValueError("top_k_confidence needs each row's step in its block, got steps=None")
             sched, last = rule.k_schedule, len(rule.k_schedule) - 1
             k = (ctypes.c_int64 * A)(*(sched[min(s, last)] for s in steps))
-        if len(self._left) < A:
-            self._left = (ctypes.c_int8 * A)()
+        left = (ctypes.c_int8 * A)()  # per call: threads may decode side by side
         n = self._fn(logits.data_ptr(), A, L, V, logits.stride(0), logits.stride(1), tokens.data_ptr(), tokens.stride(0),
-                     mask_id, RULES[rule.kind], rule.param, k, self._left)
+                     mask_id, RULES[rule.kind], rule.param, k, left)
         if n < 0:
             raise RuntimeError(f"step kernel refused its input (code {n}): block length {L}, rule {rule.kind!r}")
-        return [True] * A if n == A else [bool(v) for v in self._left[:A]]
+        return [True] * A if n == A else [bool(v) for v in left]
 
 
 def step_kernel() -> StepKernel | None:
