@@ -179,6 +179,9 @@ def device_info(device: torch.device) -> dict[str, Any]:
     else:
         info["name"] = platform.processor() or platform.machine()
         info["cpu_count"] = os.cpu_count()
+        from .samplers.kernel import kernel_status
+
+        info["step_kernel"] = kernel_status()  # whether CPU timings had the C step kernel
     return info
 
 

@@ -83,6 +83,7 @@ def test_run_writes_records_manifest_and_trace(tiny_model, tmp_path):
     assert m["task"] == "fake-runner" and m["sampler"] == "baseline" and m["seed"] == 0
     assert m["params"]["steps"] == 8 and m["params"]["gen_length"] == 16
     assert {"versions", "git_commit", "device_info", "batch_size", "model_info"} <= set(m)
+    assert m["device_info"]["step_kernel"].split()[0] in ("on", "off", "unavailable")  # CPU timings say which step ran
     trace = read_trace(out)
     assert len(trace) == 2 and len(trace[0]["step"]) == 16
     assert max(trace[0]["step"]) == trace[0]["nfe"] == 8
