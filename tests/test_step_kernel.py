@@ -51,11 +51,12 @@ def hand_built(seed: int, A: int = 4, L: int = 8, V: int = 11, dtype=torch.float
     """Logits with the cases that bite: ties between positions (equal rows), the mask token as
     the argmax, -inf entries, sharp and flat rows; tokens partly committed already."""
     g = torch.Generator().manual_seed(seed)
-    logits = torch.randn(A, L + 3, V, generator=g) * torch.rand(A, L + 3, 1, generator=g) * 6
-    logits[:, 1] = logits[:, 4]  # equal positions: equal entropy and confidence (ties go to the earlier)
+    full = torch.randn(A, L + 3, V, generator=g) * torch.rand(A, L + 3, 1, generator=g) * 6
+    logits = full[:, 2 : 2 + L]  # a strided view, as the loop passes a block's slice
+    logits[:, 4] = logits[:, 1]  # equal positions: equal entropy and confidence (ties go to the earlier)
     logits[:, 2, MASK] = 50.0  # the mask token would win: x0 must skip it
     logits[:, 3, :3] = float("-inf")
-    logits = logits[:, 2 : 2 + L].to(dtype)  # a strided view, as the loop passes a block's slice
+    logits = logits.to(dtype)  # (bf16: a contiguous copy)
     tokens = torch.where(torch.rand(A, L, generator=g) < 0.3, torch.randint(0, MASK, (A, L), generator=g), MASK)
     tokens[:, 0] = MASK
     return logits, tokens
@@ -75,6 +76,24 @@ def test_kernel_commits_what_the_tensor_path_commits(kernel, name, dtype):
         got_left = kernel(logits, tokens, MASK, rule, steps)
         assert torch.equal(tokens, want_tokens), (name, seed)
         assert got_left == want_left
+
+
+@pytest.mark.parametrize("sampler, params, want", [
+    ("dparallel", {"threshold": 0.1}, [1]),  # every entropy equal and above the threshold: the first masked
+    ("confidence", {"threshold": 0.9}, [1]),
+    ("baseline", {"gen_length": 8, "block_length": 8, "steps": 4}, [1, 2]),  # k = 2: the first two
+    ("entropy_bound", {"gamma": 0.0}, [1]),  # gamma 0: exactly one, the bound holding with equality
+])
+def test_ties_go_to_the_earliest_masked_position(kernel, sampler, params, want):
+    logits = torch.randn(1, 1, 11).expand(2, 8, 11).contiguous()  # the same flat row at every position
+    tokens = torch.full((2, 8), MASK)
+    tokens[:, 0] = 3  # committed: not a candidate
+    smp = get_sampler(sampler, **params)
+    ref = tokens.clone()
+    tensor_step(smp, logits, ref, [0, 0])
+    assert (ref != MASK).nonzero()[:, 1].tolist() == [0, *want] * 2
+    kernel(logits, tokens, MASK, smp.kernel_rule(), [0, 0])
+    assert torch.equal(tokens, ref)
 
 
 def test_kernel_writes_through_a_view_and_leaves_other_columns(kernel):
