@@ -9,6 +9,7 @@ def test_samplers_lists_params():
     res = runner.invoke(app, ["samplers"])
     assert res.exit_code == 0, res.output
     assert "dparallel" in res.output and "threshold=0.5" in res.output and "steps=256" in res.output
+    assert "step_kernel=True" in res.output and "CPU step kernel (built-in samplers at temperature 0" in res.output
 
 
 def test_generate_prints_answer_and_counts(tmp_path, char_tokenizer, tiny_lm):

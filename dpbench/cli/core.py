@@ -38,6 +38,9 @@ def samplers() -> None:
         typer.echo(f"{name}{aliases}\n    {doc}")
         params = ", ".join(f"{k}={v!r}" for k, v in sampler_params(name).items())
         typer.echo(f"    params: {params}")
+    from ..samplers.kernel import kernel_status
+
+    typer.echo(f"CPU step kernel (built-in samplers at temperature 0, docs/speed.md): {kernel_status()}")
 
 
 @app.command()
