@@ -217,3 +217,6 @@ def test_what_the_kernel_accepts(kernel):
     logits, tokens = hand_built(0, A=2)
     with pytest.raises(ValueError, match=r"tokens must be contiguous along the block, got strides \(1, 2\)"):
         kernel(logits, tokens.t().contiguous().t(), MASK, KernelRule("entropy_threshold", 0.5))
+    with pytest.raises(ValueError, match=r"takes CPU logits \(A, L, V\) and int64 tokens \(A, L\), got \(2, 8, 11\) on cpu "
+                                         r"and \(2, 8\) torch.int32 on cpu"):
+        kernel(logits, tokens.int(), MASK, KernelRule("entropy_threshold", 0.5))

@@ -86,6 +86,9 @@ class StepKernel:
             logits = logits.float()  # bf16 / fp16 models on a CPU: one extra op
         if logits.stride(2) != 1:
             logits = logits.contiguous()
+        if tokens.shape != (A, L) or tokens.dtype != torch.long or tokens.device.type != "cpu" or logits.device.type != "cpu":
+            raise ValueError(f"the step kernel takes CPU logits (A, L, V) and int64 tokens (A, L), got {tuple(logits.shape)} "
+                             f"on {logits.device} and {tuple(tokens.shape)} {tokens.dtype} on {tokens.device}")
         if tokens.stride(1) != 1:
             raise ValueError(f"tokens must be contiguous along the block, got strides {tokens.stride()}")
         k = None
