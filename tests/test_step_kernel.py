@@ -131,7 +131,7 @@ def arith():
 @pytest.mark.parametrize("extra", [{}, {"cache": "dual", "early_stop": True}, {"cache": "prefix"}], ids=["none", "dual-es", "prefix"])
 def test_decoding_with_the_kernel_equals_the_tensor_path(kernel, arith, name, extra):
     """Tokens, NFE and forward tokens, at batch 1 and at batch 4 (padded prompts; samples finish
-    blocks apart, so some steps have rows in different blocks: those take the tensor path)."""
+    blocks apart, so some steps have rows in different blocks, gathered and scattered back)."""
     lm, tok, task, prompts = arith
     params = {**task.params_for(name), **extra}
     if name == "baseline":
@@ -156,6 +156,19 @@ def test_the_kernel_runs_where_it_applies_and_only_there(kernel, tiny_lm, monkey
         calls.clear()
         get_sampler("dparallel", **base, **kwargs).generate(tiny_lm, ids, **gen_kwargs)
         assert calls, kwargs  # tensor path
+
+
+def test_rows_in_different_blocks_run_in_the_kernel_too(kernel, arith, monkeypatch):
+    lm, tok, task, prompts = arith
+    calls = []
+    real = DParallelSampler.select
+    monkeypatch.setattr(DParallelSampler, "select", lambda self, s: calls.append(1) or real(self, s))
+    tok.padding_side = "left"
+    enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+    out = get_sampler("dparallel", **task.params_for("dparallel")).generate(lm, enc.input_ids, enc.attention_mask)
+    # Without early stop every sample decodes every block, so different NFE means that at some
+    # step the rows were in different blocks.
+    assert len(set(out.nfe.tolist())) > 1 and calls == []
 
 
 def test_a_subclass_with_its_own_select_does_not_inherit_the_rule():

@@ -308,8 +308,10 @@ class BlockSampler:
                 blk_logits = cached.block_logits(rows)
             ans = answer if sub is None else answer[sub]  # a view of x, or a copy written back below
             tokens = rows.answer_block(ans) if sub is None else rows.block_of(ans, 0)
-            if kernel is not None and rows.same is not None:  # tokens is a view of ans: written in place
+            if kernel is not None:
                 left = kernel(blk_logits, tokens, lm.mask_id, rule, rows.steps() if rule.k_schedule else None)
+                if rows.same is None:  # rows in different blocks: tokens was gathered, write it back
+                    ans.scatter_(1, rows.cols, tokens)
                 is_mask = None
             else:
                 if is_mask is None:

@@ -2,15 +2,15 @@
 
 At batch 1 on a CPU, the dozen tensor ops of a step (softmax, entropy, argmax,
 threshold, commit, mask check) cost 10-40 us each right after a model forward,
-because the forward has evicted their code from the caches: 250-400 us a step,
+because the forward has evicted their code from the caches: 250-480 us a step,
 more than 5% of a small model's forward. The kernel does the same work for every
-row that shares a block in one call of a few tens of microseconds.
+row of the step in one call of a few tens of microseconds.
 
 It implements the selection rules of the built-in samplers (`KernelRule`); a
 sampler says which one it follows with `BlockSampler.kernel_rule`. The tensor path
 (`StepInputs` + `select`) stays the reference: tests check that both decode the
 same tokens with the same NFE, and it runs wherever the kernel does not apply
-(GPU, temperature > 0, traces, rows in different blocks, samplers without a rule).
+(GPU, temperature > 0, traces, samplers without a rule).
 
 The C source is compiled on first use with the system's C compiler (``$CC``, else
 ``cc``; plain -O2, no fast-math) into ``$DPBENCH_CACHE_DIR`` (default
@@ -61,7 +61,7 @@ class KernelRule:
 
 
 class StepKernel:
-    """The loaded kernel; call it once per step on the rows that share a block."""
+    """The loaded kernel; call it once per step on each row's current block."""
 
     def __init__(self, lib: ctypes.CDLL) -> None:
         fn = lib.dp_step

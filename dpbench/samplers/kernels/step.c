@@ -1,6 +1,6 @@
 /* One sampler step on the CPU in a single call: what `StepInputs` and a built-in
- * sampler's `select` compute with a dozen tensor ops, for the rows of a batch that
- * share a block. Loaded by ../kernel.py (compiled on first use with the system's
+ * sampler's `select` compute with a dozen tensor ops, for each row's current block
+ * (A rows x L positions). Loaded by ../kernel.py (compiled on first use with the system's
  * C compiler); the tensor path in base.py stays the reference and the fallback.
  *
  * Why: at batch 1 on a CPU each of those ops costs 10-40 us right after a model
