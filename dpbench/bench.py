@@ -324,7 +324,7 @@ def _summarize(c: _Combo, n: int) -> dict[str, Any]:
 def _compare_with_none(rows: list[dict[str, Any]], combos: list[_Combo]) -> None:
     """Agreement with (and wall-clock speedup over) cache=none at the same sampler, step path, batch size
     and prompt length."""
-    key = lambda r: (r["sampler"], r.get("step"), r["batch_size"], r["prompt_tokens"])  # noqa: E731
+    key = lambda r: (r["sampler"], r["step"], r["batch_size"], r["prompt_tokens"])  # noqa: E731
     none = {key(r): (r, c) for r, c in zip(rows, combos) if r["cache"] == "none"}
     for r, c in zip(rows, combos):
         ref = none.get(key(r))

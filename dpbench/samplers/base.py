@@ -308,10 +308,9 @@ class BlockSampler:
                 blk_logits = cached.block_logits(rows)
             ans = answer if sub is None else answer[sub]  # a view of x, or a copy written back below
             tokens = rows.answer_block(ans) if sub is None else rows.block_of(ans, 0)
+            # Commit in place into tokens: a view of ans when the rows share a block, else a gathered copy.
             if kernel is not None:
                 left = kernel(blk_logits, tokens, lm.mask_id, rule, rows.steps() if rule.k_schedule else None)
-                if rows.same is None:  # rows in different blocks: tokens was gathered, write it back
-                    ans.scatter_(1, rows.cols, tokens)
                 is_mask = None
             else:
                 if is_mask is None:
@@ -320,15 +319,13 @@ class BlockSampler:
                 commit = self.select(s)
                 if not self.selects_masked_only:
                     commit = commit & is_mask
-                if rows.same is None:
-                    tokens = torch.where(commit, s.x0, tokens)
-                    ans.scatter_(1, rows.cols, tokens)
-                else:
-                    torch.where(commit, s.x0, tokens, out=tokens)  # tokens is a view of ans
+                torch.where(commit, s.x0, tokens, out=tokens)
                 if tr is not None:
                     _record(tr, rows, commit, s, rows.t + 1)
                 is_mask = tokens == lm.mask_id
                 left = is_mask.any(1).tolist()  # the one host sync of a step
+            if rows.same is None:  # rows in different blocks: write the gathered copy back
+                ans.scatter_(1, rows.cols, tokens)
             if sub is not None:
                 answer[sub] = ans
             rows.t += 1

@@ -86,7 +86,7 @@ class StepKernel:
             logits = logits.float()  # bf16 / fp16 models on a CPU: one extra op
         if logits.stride(2) != 1:
             logits = logits.contiguous()
-        if tokens.shape != (A, L) or tokens.dtype != torch.long or tokens.device.type != "cpu" or logits.device.type != "cpu":
+        if tokens.shape != (A, L) or tokens.dtype != torch.long or not (tokens.is_cpu and logits.is_cpu):
             raise ValueError(f"the step kernel takes CPU logits (A, L, V) and int64 tokens (A, L), got {tuple(logits.shape)} "
                              f"on {logits.device} and {tuple(tokens.shape)} {tokens.dtype} on {tokens.device}")
         if tokens.stride(1) != 1:
@@ -110,7 +110,7 @@ def step_kernel() -> StepKernel | None:
     mode = _mode()
     if mode == "off":
         return None
-    kernel, error = _load(os.environ.get("CC", "cc"), _cache_dir())
+    kernel, error = _built()
     if kernel is None:
         if mode == "on":
             raise RuntimeError(f"DPBENCH_STEP_KERNEL=on but the C step kernel could not be built: {error}")
@@ -122,8 +122,13 @@ def kernel_status() -> str:
     """One line for reports: whether the kernel is in use here, and if not why."""
     if _mode() == "off":
         return "off (DPBENCH_STEP_KERNEL=off)"
-    kernel, error = _load(os.environ.get("CC", "cc"), _cache_dir())
+    kernel, error = _built()
     return "on" if kernel is not None else f"unavailable ({error})"
+
+
+def _built() -> tuple[StepKernel | None, str]:
+    """The kernel for the current ``$CC`` and cache directory (built once per pair)."""
+    return _load(os.environ.get("CC", "cc"), _cache_dir())
 
 
 def _mode() -> str:
