@@ -35,7 +35,9 @@ import torch
 from tqdm.auto import tqdm
 
 from .models.adapter import DiffusionLM
-from .runner import write_atomic
+from .params import cache_spec as cache_params
+from .records import sync as _sync
+from .records import write_atomic
 from .samplers.kernel import kernel_status
 
 PROMPT_FILLS = ("fewshot", "pad")
@@ -166,20 +168,6 @@ def _peak_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
-def cache_params(spec: str) -> dict[str, Any]:
-    """Sampler parameters of one ``--cache`` entry: a mode, ``dual+N`` (dual with lookahead N),
-    or ``graph`` (no cache, the forward replayed from a CUDA graph; compared with ``none``)."""
-    if spec == "graph":
-        return {"cache": "none", "cuda_graph": True}
-    mode, plus, n = spec.partition("+")
-    if not plus:
-        return {"cache": spec}
-    if mode != "dual" or not n.isdigit():
-        raise ValueError(
-            f"cache entries are none, prefix, dual, dual+N (N = lookahead positions, e.g. dual+16) or graph, got {spec!r}")
-    return {"cache": "dual", "dual_lookahead": int(n)}
-
-
 @dataclass
 class _Combo:
     sampler: str
@@ -208,7 +196,7 @@ def run_bench(cfg: BenchConfig, lm: DiffusionLM | None = None, tokenizer=None, *
     the last (``complete`` False, rows over the samples measured so far), so an interrupted bench
     keeps what it measured."""
     from .models import load_model
-    from .samplers import get_sampler
+    from .samplers import build_sampler
     from .tasks import get_task
     from .textutil import decode_answers
 
@@ -230,8 +218,7 @@ def run_bench(cfg: BenchConfig, lm: DiffusionLM | None = None, tokenizer=None, *
     prompts = {n: build_prompts(task, tokenizer, docs, n, cfg.seed, cfg.prompt_fill) for n in cfg.prompt_tokens}
     combos: list[_Combo] = []
     for name, cache, step, bs, n in itertools.product(cfg.samplers, cfg.caches, cfg.step_paths, cfg.batch_sizes, cfg.prompt_tokens):
-        params = {**task.params_for(name), **cfg.params, **cache_params(cache), "step_kernel": step == "kernel"}
-        smp = get_sampler(name, **params)
+        smp = build_sampler(name, {**cfg.params, **cache_params(cache), "step_kernel": step == "kernel"}, task=task)
         batches = [(docs[i : i + bs], encode(prompts[n][i : i + bs], n)) for i in range(0, len(docs), bs)]
         combo = _Combo(name, cache, step, bs, n, smp, batches)
         # Warm-up (untimed): one batch of training problems at this shape.
@@ -278,11 +265,6 @@ def _result(cfg: BenchConfig, lm: DiffusionLM, combos: list[_Combo], done: int, 
     _compare_with_none(rows, measured)
     return {"config": asdict(cfg), "environment": _environment(lm), "rows": rows, "complete": done == rounds,
             "rounds": [done, rounds]}
-
-
-def _sync(dev: torch.device) -> None:
-    if dev.type == "cuda":
-        torch.cuda.synchronize(dev)
 
 
 def _summarize(c: _Combo, n: int) -> dict[str, Any]:

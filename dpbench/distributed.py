@@ -10,7 +10,6 @@ launch: at temperature 0 every sample's tokens and NFE are what it gets alone.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from dataclasses import dataclass
@@ -53,9 +52,11 @@ def rank_file(out: Path, rank: int) -> Path:
     return out / f"samples.rank{rank}.jsonl"
 
 
-def merge_rank_records(out: Path, doc_order: dict[str, int], read_records) -> int:
+def merge_rank_records(out: Path, doc_order: dict[str, int]) -> int:
     """Append every rank file's records missing from ``samples.jsonl`` (in document order); returns how many."""
-    main = out / "samples.jsonl"
+    from .records import SAMPLES, append_records, read_records
+
+    main = out / SAMPLES
     have = {r["doc_id"] for r in read_records(main, repair=True)}
     parts = sorted(out.glob("samples.rank*.jsonl"))
     new: dict[str, dict[str, Any]] = {}
@@ -64,10 +65,7 @@ def merge_rank_records(out: Path, doc_order: dict[str, int], read_records) -> in
             if rec["doc_id"] not in have:
                 new[rec["doc_id"]] = rec
     with open(main, "a", encoding="utf-8") as fh:
-        for doc_id in sorted(new, key=lambda d: doc_order.get(d, sys.maxsize)):
-            fh.write(json.dumps(new[doc_id], ensure_ascii=False, default=str) + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
+        append_records(fh, (new[d] for d in sorted(new, key=lambda d: doc_order.get(d, sys.maxsize))))
     for part in parts:  # merged and synced: the rank copies are no longer needed
         part.unlink()
     return len(new)

@@ -1,56 +1,23 @@
 """Run task x model x sampler and write one record per scored sample.
 
-A run directory holds:
+The run directory's files, the manifest and the timing rule are `dpbench.records`'.
+Rerunning the same config resumes: finished ``doc_id``s are skipped and a
+truncated last line is dropped. A different config is refused.
 
-- ``manifest.json``: everything needed to rerun (task, model, sampler and its
-  resolved params, seed, batch size, versions, device, git commit, command).
-- ``samples.jsonl``: one JSON object per scored sample, appended (flush +
-  fsync) as soon as it is scored, so a killed run loses at most the line being
-  written. Rerunning the same config resumes: finished ``doc_id``s are skipped
-  and a truncated last line is dropped. A different config is refused.
-- ``trace.jsonl``: the sampler trace (commit step, confidence and entropy per
-  answer position) of the warm-up batch, for the certainty-convergence chart.
-- ``lmeval_partial.jsonl`` (lm-eval engine only): each decoded request's
-  record, appended (flush + fsync) per batch while lm-eval runs; a rerun
-  reuses them instead of decoding again (see `_run_lmeval`).
-
-Timing. Model loading is excluded. Before the timed batches, one warm-up batch
-(the first ``trace_samples`` pending documents, run with tracing) is decoded
-and not recorded. Each
-timed batch is measured around ``sampler.generate`` with
-``torch.cuda.synchronize()`` on GPU. The batch's wall-clock is apportioned to
-its samples in proportion to their NFE: ``seconds_i = batch_seconds * nfe_i /
-sum(nfe)``. Samples leave the batch when they finish, so a sample that needed
-more forward passes took part in more of the batch's forwards; the split keeps
-the sum of ``seconds`` equal to the measured wall-clock. ``batch_seconds`` and
-``batch_size`` are recorded too, so other splits can be computed later.
+Before the timed batches, one warm-up batch (the first ``trace_samples``
+pending documents, run with tracing) is decoded and not recorded; its trace
+feeds the certainty-convergence chart.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import platform
-import subprocess
-import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
-from tqdm.auto import tqdm
-
-MANIFEST, SAMPLES, TRACE = "manifest.json", "samples.jsonl", "trace.jsonl"
-LMEVAL_PARTIAL = "lmeval_partial.jsonl"  # the lm-eval engine's per-request records, written while decoding
-# Manifest keys that define a run: a resume must match all of them. Anything
-# else (limit, command line, timestamps) may differ between sessions.
-IDENTITY_KEYS = ("task", "split", "model", "sampler", "params", "seed", "batch_size", "device", "dtype", "data_file")
-
-
-class RunConfigMismatch(ValueError):
-    """The run directory already holds records of a different configuration."""
-
+from . import records as rec
+from .records import LMEVAL_PARTIAL, MANIFEST, SAMPLES, TRACE, RunConfigMismatch, read_records, read_trace
 
 @dataclass
 class RunConfig:
@@ -83,134 +50,11 @@ class RunSummary:
         return f"{self.out}: n={self.n} (new {self.new}) accuracy={self.accuracy:.1%} mean_nfe={self.mean_nfe:.2f}"
 
 
-def build_sampler(task, name: str, user_params: dict[str, Any]):
-    """``get_sampler(name, **{**task params it accepts, **user params})``.
-
-    Task defaults a sampler does not take (``steps`` for a threshold sampler)
-    are dropped; unknown user params still raise ``ValueError``.
-    """
-    from .samplers import get_sampler
-    from .samplers.registry import sampler_class, sampler_params
-
-    canonical = sampler_class(name).name
-    valid = sampler_params(canonical)
-    task_params = {k: v for k, v in task.params_for(canonical).items() if k in valid}
-    return get_sampler(canonical, **{**task_params, **user_params})
-
-
 def default_out(cfg: RunConfig, params: dict[str, Any]) -> Path:
     slug = Path(cfg.model.rstrip("/")).name or "model"
     keys = ("steps", "threshold")
     tag = "-".join(f"{k}{params[k]}" for k in keys if k in params)
     return Path("results/runs") / "-".join(p for p in (cfg.task, slug, cfg.sampler, tag) if p)
-
-
-def read_records(path: str | Path, *, repair: bool = False) -> list[dict[str, Any]]:
-    """Records of ``samples.jsonl``; a truncated last line (killed mid-write) is dropped.
-
-    With ``repair`` the file itself is cut back to its last complete line, so
-    appends continue on a clean line. A bad line elsewhere is an error.
-    """
-    path = Path(path)
-    if not path.exists():
-        return []
-    raw = path.read_bytes()
-    lines = raw.split(b"\n")
-    records, good_bytes = [], 0
-    for i, line in enumerate(lines):
-        if not line.strip():
-            good_bytes += len(line) + 1
-            continue
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            if i < len(lines) - 1 and any(rest.strip() for rest in lines[i + 1 :]):
-                raise ValueError(f"{path}: line {i + 1} is not valid JSON and is not the last line") from None
-            break  # the line a killed run was writing
-        good_bytes += len(line) + 1
-    good_bytes = min(good_bytes, len(raw))
-    if repair and good_bytes < len(raw):
-        with open(path, "r+b") as fh:
-            fh.truncate(good_bytes)
-    elif repair and raw and not raw.endswith(b"\n"):
-        with open(path, "ab") as fh:  # complete JSON without its newline: just end the line
-            fh.write(b"\n")
-    return records
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` so that a crash leaves the old file or the new one, never half of one."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
-def environment() -> dict[str, Any]:
-    import transformers
-
-    from . import __version__
-
-    versions = {"dpbench": __version__, "python": platform.python_version(), "torch": torch.__version__,
-                "transformers": transformers.__version__}
-    return {"versions": versions, "platform": platform.platform(), "git_commit": _git_commit(),
-            "command": " ".join(sys.argv)}
-
-
-def _git_commit() -> str | None:
-    try:
-        root = Path(__file__).resolve().parent.parent
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5)
-        if out.returncode:
-            return None
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, timeout=5).stdout.strip()
-        return out.stdout.strip() + ("-dirty" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-def device_info(device: torch.device) -> dict[str, Any]:
-    info: dict[str, Any] = {"type": device.type, "torch_threads": torch.get_num_threads()}
-    if device.type == "cuda":
-        info["name"] = torch.cuda.get_device_name(device)
-    else:
-        info["name"] = platform.processor() or platform.machine()
-        info["cpu_count"] = os.cpu_count()
-        from .samplers.kernel import kernel_status
-
-        info["step_kernel"] = kernel_status()  # whether CPU timings had the C step kernel
-    return info
-
-
-def check_manifest(out: Path, new: dict[str, Any], param_defaults: dict[str, Any] | None = None) -> None:
-    """Refuse to mix configurations in one run directory. A sampler param missing from an older
-    manifest (added to dpbench since) counts as its default in ``param_defaults``."""
-    path = out / MANIFEST
-    if not path.exists():
-        for name in (SAMPLES, LMEVAL_PARTIAL):
-            if (out / name).exists() and read_records(out / name):
-                raise RunConfigMismatch(f"{out} holds {name} but no {MANIFEST}; refusing to add to records of unknown origin")
-        return
-    old = json.loads(path.read_text())
-    diffs = []
-    for k in IDENTITY_KEYS:
-        a, b = old.get(k), new.get(k)
-        if k == "params" and isinstance(a, dict) and param_defaults:
-            a = {**{p: v for p, v in param_defaults.items() if p in (b or {})}, **a}
-        if a == b:
-            continue
-        if isinstance(a, dict) and isinstance(b, dict):  # name only the params that differ
-            diffs += [f"{k}.{p}: {a.get(p)!r} there, {b.get(p)!r} now" for p in sorted(set(a) | set(b)) if a.get(p) != b.get(p)]
-        else:
-            diffs.append(f"{k}: {a!r} there, {b!r} now")
-    if diffs:
-        raise RunConfigMismatch(
-            f"{out} already holds a run with a different configuration ({'; '.join(diffs)}). "
-            f"Use another --out directory, or delete {out} to start over."
-        )
 
 
 def run(cfg: RunConfig) -> RunSummary:
@@ -219,13 +63,18 @@ def run(cfg: RunConfig) -> RunSummary:
     Under a multi-process launcher (torchrun, accelerate launch) documents are
     sharded over ranks; see `dpbench.distributed`.
     """
-    from .distributed import init_distributed, merge_rank_records, rank_file
-    from .models import load_model, resolve_device, resolve_dtype
+    from .samplers import build_sampler
 
     if cfg.batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {cfg.batch_size}")
     task = _get_task(cfg)
-    sampler = build_sampler(task, cfg.sampler, cfg.params)
+    sampler = build_sampler(cfg.sampler, cfg.params, task=task)  # bad names and params fail here, before loading
+
+    import torch
+    from tqdm.auto import tqdm
+
+    from .distributed import init_distributed, merge_rank_records, rank_file
+    from .models import load_model, resolve_device, resolve_dtype
     params = sampler.params()
     dist = init_distributed(cfg.device)
     device = resolve_device(cfg.device)
@@ -239,12 +88,12 @@ def run(cfg: RunConfig) -> RunSummary:
         "data_file": str(Path(cfg.data_file).resolve()) if cfg.data_file else None,
         "limit": cfg.limit, "trace_samples": cfg.trace_samples, "world_size": dist.world_size,
     }
-    check_manifest(out, manifest, type(sampler).param_defaults())
+    rec.check_manifest(out, manifest, type(sampler).param_defaults())
 
     docs = task.docs(cfg.split, cfg.limit)
     order = {d.doc_id: i for i, d in enumerate(docs)}
     if dist.is_main and out.exists():
-        merge_rank_records(out, order, read_records)  # rank files left by an interrupted data-parallel run
+        merge_rank_records(out, order)  # rank files left by an interrupted data-parallel run
     dist.barrier()
     records = read_records(out / SAMPLES, repair=dist.is_main)
     done = {r["doc_id"] for r in records}
@@ -255,9 +104,9 @@ def run(cfg: RunConfig) -> RunSummary:
     lm, tok = load_model(cfg.model, device=device, dtype=dtype)
     if dist.is_main:
         out.mkdir(parents=True, exist_ok=True)
-        manifest.update(environment(), device_info=device_info(device), model_info=_model_info(lm),
-                        updated=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
-        (out / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str) + "\n")
+        manifest.update(rec.environment(), device_info=rec.device_info(device), model_info=rec.model_info(lm),
+                        updated=rec.now())
+        rec.write_manifest(out, manifest)
     dist.barrier()
 
     if engine == "lmeval":
@@ -284,22 +133,20 @@ def run(cfg: RunConfig) -> RunSummary:
                            "target": doc.target, **row}
                     if score.detail:
                         row["detail"] = score.detail
-                    fh.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
-                    fh.flush()
-                    os.fsync(fh.fileno())  # on disk before the next sample: a kill loses at most this line
+                    rec.append_records(fh, [row])  # on disk before the next sample: a kill loses at most this line
                     records.append(row)
                     new += 1
                     bar.update(1)
-                bar.set_postfix(acc=f"{_mean(r['correct'] for r in records):.1%}",
-                                nfe=f"{_mean(r['nfe'] for r in records):.1f}")
+                bar.set_postfix(acc=f"{rec.mean(r['correct'] for r in records):.1%}",
+                                nfe=f"{rec.mean(r['nfe'] for r in records):.1f}")
         bar.close()
     if dist.world_size > 1:
         dist.barrier()
         if dist.is_main:
-            merge_rank_records(out, order, read_records)
+            merge_rank_records(out, order)
             records = read_records(out / SAMPLES)
         dist.barrier()
-    return RunSummary(out, len(records), new, _mean(r["correct"] for r in records), _mean(r["nfe"] for r in records))
+    return RunSummary(out, len(records), new, rec.mean(r["correct"] for r in records), rec.mean(r["nfe"] for r in records))
 
 
 ENGINES = ("auto", "dpbench", "lmeval")
@@ -338,16 +185,16 @@ def _run_lmeval(cfg: RunConfig, task, sampler, lm, tok, out: Path, records: list
     from .lmeval.tasks import evaluate
 
     if records and not pending:
-        return RunSummary(out, len(records), 0, _mean(r["correct"] for r in records), _mean(r["nfe"] for r in records))
+        return RunSummary(out, len(records), 0, rec.mean(r["correct"] for r in records), rec.mean(r["nfe"] for r in records))
     model = DPBenchLM(lm=lm, tokenizer=tok, sampler=sampler, batch_size=cfg.batch_size, seed=cfg.seed,
                       records_path=str(out / LMEVAL_PARTIAL), resume=True)
     res = evaluate(model, cfg.task, data_file=cfg.data_file, limit=cfg.limit, workdir=out / "lmeval_tasks")
-    write_atomic(out / SAMPLES, "".join(json.dumps(rec, ensure_ascii=False, default=str) + "\n" for rec in res.records))
+    rec.write_atomic(out / SAMPLES, "".join(rec.dumps(r) for r in res.records))
     if res.results is not None:
-        (out / "lmeval_results.json").write_text(json.dumps(res.results.get("results", {}), indent=2, default=str))
+        rec.write_atomic(out / "lmeval_results.json", json.dumps(res.results.get("results", {}), indent=2, default=str))
     recs = res.records
     new = len(recs) - model.reused
-    return RunSummary(out, len(recs), new, _mean(r["correct"] for r in recs), _mean(r["nfe"] for r in recs))
+    return RunSummary(out, len(recs), new, rec.mean(r["correct"] for r in recs), rec.mean(r["nfe"] for r in recs))
 
 
 def _get_task(cfg: RunConfig):
@@ -362,93 +209,23 @@ def _get_task(cfg: RunConfig):
 
 
 def _generate(lm, tok, task, sampler, batch, cfg: RunConfig, order, *, trace: bool) -> list[tuple[Any, dict[str, Any]]]:
-    """Decode one left-padded batch; return (doc, record without the score) pairs.
-
-    With ``trace`` each record carries the sampler trace under ``"trace"``.
-    """
-    from .textutil import decode_answers
-
+    """Decode one batch of documents; return (doc, record without the score) pairs."""
     prompts = [task.build_prompt(d, tok) for d in batch]
-    enc = _tokenize(tok, prompts)
-    # Seeded by the batch's first document, so sampling at temperature > 0 repeats on rerun.
-    gen = torch.Generator(device=lm.device).manual_seed(cfg.seed * 1_000_003 + order[batch[0].doc_id])
-    _sync(lm.device)
-    t0 = time.perf_counter()
-    res = sampler.generate(lm, enc["input_ids"], enc["attention_mask"], trace=trace, generator=gen)
-    _sync(lm.device)
-    secs = time.perf_counter() - t0
-
-    answers = res.answers.cpu()
-    texts, n_tok = decode_answers(tok, answers, lm.eos_token_ids)
-    nfe = res.nfe.cpu()
-    total_nfe = max(int(nfe.sum()), 1)
-    out = []
-    for i, doc in enumerate(batch):
-        row = {
-            "doc_id": doc.doc_id,
-            "prompt_tokens": int(enc["attention_mask"][i].sum()),
-            "gen_tokens": int(n_tok[i]),
-            "nfe": int(nfe[i]),
-            "seconds": secs * int(nfe[i]) / total_nfe,
-            "completion": texts[i],
-            "batch_seconds": secs,
-            "batch_size": len(batch),
-        }
-        if trace and res.trace is not None:
-            row["trace"] = _trace_row(res.trace, i, answers[i])
-        out.append((doc, row))
-    return out
-
-
-def _tokenize(tok, prompts: list[str]) -> dict[str, torch.Tensor]:
-    if tok.pad_token_id is None:  # left padding needs some id; the attention mask hides it
-        tok.pad_token = tok.eos_token
-    # A chat template already writes the special tokens it wants (BOS, roles).
-    add_special = not getattr(tok, "chat_template", None)
-    return tok(prompts, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=add_special)
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    elif device.type == "mps":
-        torch.mps.synchronize()
-
-
-def _trace_row(tr, i: int, answer: torch.Tensor) -> dict[str, Any]:
-    def clean(xs: list[float]) -> list[float | None]:
-        return [None if x != x else round(x, 6) for x in xs]  # NaN (never committed by a forward) -> null
-
-    return {"tokens": answer.tolist(), "step": tr.step[i].tolist(),
-            "confidence": clean(tr.confidence[i].tolist()), "entropy": clean(tr.entropy[i].tolist())}
+    gen = rec.batch_generator(lm.device, cfg.seed, order[batch[0].doc_id])
+    rows = rec.decode_batch(lm, tok, sampler, prompts, generator=gen, trace=trace)
+    return [(doc, {"doc_id": doc.doc_id, **row}) for doc, row in zip(batch, rows)]
 
 
 def _write_trace(path: Path, task, pairs: list[tuple[Any, dict[str, Any]]], tok) -> None:
-    with open(path, "w", encoding="utf-8") as fh:
-        for doc, row in pairs:
-            if "trace" not in row:
-                continue
-            t = {k: row[k] for k in ("doc_id", "nfe", "gen_tokens", "completion")}
-            t["correct"] = bool(task.score(doc, row["completion"]).correct)
-            t.update(row["trace"], token_text=[tok.decode([x]) for x in row["trace"]["tokens"]])
-            fh.write(json.dumps(t, ensure_ascii=False) + "\n")
+    out = []
+    for doc, row in pairs:
+        if "trace" not in row:
+            continue
+        t = {k: row[k] for k in ("doc_id", "nfe", "gen_tokens", "completion")}
+        t["correct"] = bool(task.score(doc, row["completion"]).correct)
+        t.update(row["trace"], token_text=[tok.decode([x]) for x in row["trace"]["tokens"]])
+        out.append(t)
+    rec.write_trace(path, out)
 
 
-def _model_info(lm) -> dict[str, Any]:
-    from .models.llada import count_parameters
-
-    return {"name": lm.name, "parameters": count_parameters(lm.module), "mask_id": lm.mask_id,
-            "eos_token_ids": list(lm.eos_token_ids), "class": type(lm.module).__name__}
-
-
-def _mean(xs) -> float:
-    xs = [float(x) for x in xs]
-    return sum(xs) / len(xs) if xs else float("nan")
-
-
-def read_trace(run_dir: str | Path) -> list[dict[str, Any]]:
-    path = Path(run_dir) / TRACE
-    return read_records(path) if path.exists() else []
-
-
-__all__ = ["RunConfig", "RunConfigMismatch", "RunSummary", "build_sampler", "read_records", "read_trace", "run"]
+__all__ = ["RunConfig", "RunConfigMismatch", "RunSummary", "read_records", "read_trace", "run"]

@@ -189,7 +189,7 @@ def test_shipped_student_preset():
     import os
 
     from dpbench.models.loading import PRESETS
-    from dpbench.runner import build_sampler
+    from dpbench.samplers import build_sampler
     from dpbench.tasks import get_task
 
     if not os.path.isdir(PRESETS["tiny-arith-dparallel"].source):
@@ -201,7 +201,7 @@ def test_shipped_student_preset():
     docs = task.docs("test", limit=8)
     prompts = [task.build_prompt(d, tok) for d in docs]
     enc = tok(prompts, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False)
-    out = build_sampler(task, "dparallel", {}).generate(lm, enc.input_ids, enc.attention_mask)
+    out = build_sampler("dparallel", {}, task=task).generate(lm, enc.input_ids, enc.attention_mask)
     texts = tok.batch_decode(out.answers, skip_special_tokens=True)
     assert sum(task.score(d, t).correct for d, t in zip(docs, texts)) >= 6
     assert float(out.nfe.float().mean()) < 11.0  # the teacher needs ~11.7 at threshold 0.5

@@ -181,9 +181,9 @@ def _count_decodes(dl: DPBenchLM) -> list[str]:
     seen: list[str] = []
     run_batch = dl._run
 
-    def counted(prompts):
+    def counted(prompts, *args):
         seen.extend(prompts)
-        return run_batch(prompts)
+        return run_batch(prompts, *args)
 
     dl._run = counted
     return seen
@@ -246,12 +246,12 @@ def test_lmeval_engine_run_resumes_after_interrupt(tiny_dir, tmp_path, monkeypat
     fail_at = {"n": None}
     real = DPBenchLM._run
 
-    def counted(self, prompts):
+    def counted(self, prompts, *args):
         warmup = not self._warm
         calls.append((warmup, [str(next(i for i, q in enumerate(questions) if q in p)) for p in prompts]))
         if not warmup and fail_at["n"] is not None and sum(not w for w, _ in calls) == fail_at["n"]:
             raise RuntimeError("interrupted")
-        return real(self, prompts)
+        return real(self, prompts, *args)
 
     monkeypatch.setattr(DPBenchLM, "_run", counted)
     full = run(RunConfig(**cfg, out=str(tmp_path / "full")))

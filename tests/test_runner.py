@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from dpbench.runner import RunConfig, RunConfigMismatch, build_sampler, read_records, read_trace, run
+from dpbench.runner import RunConfig, RunConfigMismatch, read_records, read_trace, run
+from dpbench.samplers import build_sampler
 
 
 # The fake task as source, so a subprocess can register it too.
@@ -111,11 +112,11 @@ def test_batched_records_match_unbatched(tiny_model, tmp_path):
 
 def test_task_params_filtered_and_user_params_win():
     task = FakeRunnerTask()
-    smp = build_sampler(task, "dparallel", {"threshold": "0.3"})  # task's `steps` is not a dparallel param
+    smp = build_sampler("dparallel", {"threshold": "0.3"}, task=task)  # task's `steps` is not a dparallel param
     assert smp.params()["threshold"] == 0.3 and smp.params()["gen_length"] == 16
-    assert build_sampler(task, "fast-dllm", {}).name == "confidence"
+    assert build_sampler("fast-dllm", {}, task=task).name == "confidence"
     with pytest.raises(ValueError, match="threshhold"):
-        build_sampler(task, "dparallel", {"threshhold": "0.3"})
+        build_sampler("dparallel", {"threshhold": "0.3"}, task=task)
 
 
 def test_config_mismatch_is_refused(tiny_model, tmp_path):

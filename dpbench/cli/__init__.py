@@ -5,18 +5,8 @@ Each group of commands lives in its own module and registers itself on `app`.
 
 from __future__ import annotations
 
-import typer
-
-app = typer.Typer(
-    name="dpbench",
-    help="Benchmark parallel decoding of diffusion language models: steps, wall-clock, accuracy.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-
-# Command modules (each registers its commands on `app` when imported).
-from . import core  # noqa: E402,F401
+from . import core  # noqa: F401  (each command module registers its commands on `app`)
+from .app import app
 
 for _mod in ("runs", "train", "distill", "evals", "bench"):
     try:

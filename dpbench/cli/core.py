@@ -7,19 +7,17 @@ from typing import List, Optional
 
 import typer
 
-from . import app
+from .app import app
 
 
 def parse_params(pairs: list[str] | None) -> dict[str, str]:
     """``["k=v", ...]`` -> dict; values stay strings and are typed by the sampler registry."""
-    out: dict[str, str] = {}
-    for pair in pairs or []:
-        for item in pair.split(","):
-            key, sep, value = item.partition("=")
-            if not sep or not key.strip():
-                raise typer.BadParameter(f"expected key=value, got {item!r}")
-            out[key.strip()] = value.strip()
-    return out
+    from ..params import parse_pairs
+
+    try:
+        return parse_pairs(pairs)
+    except ValueError as err:
+        raise typer.BadParameter(str(err)) from None
 
 
 @app.command()
@@ -67,14 +65,13 @@ def generate(
 
     from ..models import load_model
     from ..models.loading import resolve_source
-    from ..samplers import get_sampler
+    from ..samplers import build_sampler
     from ..tasks import get_task
     from ..textutil import decode_answers
 
     try:
         task = task or getattr(resolve_source(model)[1], "task", None)
-        defaults = get_task(task).params_for(sampler) if task else {}
-        smp = get_sampler(sampler, **{**defaults, **parse_params(param)})
+        smp = build_sampler(sampler, parse_params(param), task=get_task(task) if task else None)
         lm, tok = load_model(model, device=device, dtype=dtype, trust_remote_code=trust_remote_code, verbose=True)
     except (ValueError, OSError) as err:
         raise typer.BadParameter(str(err)) from None

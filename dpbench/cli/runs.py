@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from . import app
+from .app import app
 from .core import parse_params
 
 THREADS_HELP = "CPU threads for torch (default: torch's choice). On a busy machine 1 can be much faster."

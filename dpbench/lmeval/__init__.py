@@ -2,7 +2,7 @@
 
 Importing this package registers the model. lm-eval's own ``lm_eval`` command
 does not import dpbench, so use the wrapper, which does and also adds
-``--include_path tasks/lm_eval``::
+``--include_path`` (the YAMLs shipped in ``dpbench/lmeval/yaml``)::
 
     python -m dpbench.lmeval --model dpbench \
         --model_args model=GSAI-ML/LLaDA-8B-Instruct,sampler=dparallel,threshold=0.5,batch_size=8 \

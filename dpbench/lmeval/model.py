@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import time
 from typing import Any
 
 import lm_eval.models  # noqa: F401  (fills lm-eval's lazy registry first; see register below)
@@ -34,21 +32,8 @@ import torch
 from lm_eval.api.model import LM
 from lm_eval.api.registry import register_model
 
-from ..textutil import decode_answers
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _as_bool(value: Any, name: str) -> bool:
-    if isinstance(value, bool):
-        return value
-    low = str(value).lower()
-    if low not in ("1", "0", "true", "false", "yes", "no"):
-        raise ValueError(f"{name} must be true or false, got {value!r}")
-    return low in ("1", "true", "yes")
+from .. import records as rio
+from ..params import parse_bool as _as_bool
 
 
 def apply_until(text: str, until: Any) -> str:
@@ -85,7 +70,7 @@ class DPBenchLM(LM):
         **sampler_params: Any,
     ) -> None:
         super().__init__()
-        from ..samplers import get_sampler
+        from ..samplers import build_sampler
 
         if str(batch_size).startswith("auto"):
             raise ValueError("batch_size=auto is not supported by dpbench; give an integer, e.g. batch_size=8")
@@ -108,11 +93,11 @@ class DPBenchLM(LM):
         if self.tokenizer.pad_token_id is None:  # left padding needs an id; the attention mask hides it
             self.tokenizer.pad_token = self.tokenizer.eos_token
         if isinstance(sampler, str):
-            self.sampler = get_sampler(sampler, **sampler_params)
+            self.sampler = build_sampler(sampler, sampler_params)
         elif sampler_params:
             raise ValueError(f"sampler params {sorted(sampler_params)} given with a sampler object; set them on it")
         else:
-            self.sampler = sampler  # a sampler object, e.g. from dpbench.runner.build_sampler
+            self.sampler = sampler  # a sampler object, e.g. from dpbench.samplers.build_sampler
         chat_mode = "auto" if str(chat).lower() == "auto" else _as_bool(chat, "chat")
         has_template = bool(getattr(tokenizer, "chat_template", None))
         if chat_mode is True and not has_template:
@@ -213,10 +198,8 @@ class DPBenchLM(LM):
         )
 
     def _encode(self, prompts: list[str]) -> dict[str, torch.Tensor]:
-        # A chat template already writes the special tokens it wants.
-        add_special = not self.use_chat
-        return self.tokenizer(prompts, return_tensors="pt", padding=True, padding_side="left",
-                              add_special_tokens=add_special)
+        """How this bridge encodes a batch (a chat template already writes its special tokens)."""
+        return rio.encode_prompts(self.tokenizer, prompts, add_special_tokens=not self.use_chat)
 
     def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:
         """Decode ``requests`` in batches; return each one's completion cut at its ``until``.
@@ -255,19 +238,19 @@ class DPBenchLM(LM):
         order = sorted(todo, key=lambda i: -lengths[i])
         batches = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
         if self.warmup and not self._warm and batches:
-            self._run([prompts[i] for i in batches[0]])  # untimed, unrecorded
+            self._run([prompts[i] for i in batches[0]], requests[batches[0][0]])  # untimed, unrecorded
             self._warm = True
         bar = tqdm(total=len(requests), initial=reused, desc=f"dpbench/{self.sampler.name}",
                    disable=disable_tqdm or self.rank != 0)
         if reused:
             bar.set_postfix(reused=reused)
         for batch in batches:
-            rows = self._run([prompts[i] for i in batch])
+            rows = self._run([prompts[i] for i in batch], requests[batch[0]])
             done = []
             for i, row in zip(batch, rows):
                 req = requests[i]
                 until = (req.args[1] or {}).get("until") if len(req.args) > 1 else None
-                text = apply_until(row.pop("text"), until)
+                text = apply_until(row.pop("completion"), until)
                 out[i] = text
                 rec = {"task": req.task_name, "doc_id": req.doc_id, "rank": self.rank, **row, "completion": text}
                 self.records.append(rec)
@@ -286,48 +269,27 @@ class DPBenchLM(LM):
 
     def _stored(self) -> dict[tuple[Any, Any, str], list[dict[str, Any]]]:
         """Records of ``records_path`` by (task, doc_id, request hash); a truncated last line is cut off."""
-        from ..runner import read_records
-
         stored: dict[tuple[Any, Any, str], list[dict[str, Any]]] = {}
         if not self.records_path:
             return stored
-        for rec in read_records(self.records_path, repair=True):  # repair: later appends start on a clean line
-            key = rec.pop("request", None)
+        for r in rio.read_records(self.records_path, repair=True):  # repair: later appends start on a clean line
+            key = r.pop("request", None)
             if key is not None:
-                stored.setdefault((rec.get("task"), rec.get("doc_id"), key), []).append(rec)
+                stored.setdefault((r.get("task"), r.get("doc_id"), key), []).append(r)
         return stored
 
     def _save(self, recs: list[dict[str, Any]]) -> None:
         if self.records_path and recs:
             with open(self.records_path, "a", encoding="utf-8") as fh:
-                fh.write("".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in recs))
-                fh.flush()
-                os.fsync(fh.fileno())
+                rio.append_records(fh, recs)
 
-    def _run(self, prompts: list[str]) -> list[dict[str, Any]]:
-        enc = self._encode(prompts)
-        gen = torch.Generator(device=self.lm.device).manual_seed(self.seed)
-        _sync(self.lm.device)
-        t0 = time.perf_counter()
-        res = self.sampler.generate(self.lm, enc["input_ids"], enc["attention_mask"], generator=gen)
-        _sync(self.lm.device)
-        secs = time.perf_counter() - t0
-        answers = res.answers.cpu()
-        texts, n_tok = decode_answers(self.tokenizer, answers, self.lm.eos_token_ids)
-        nfe = res.nfe.cpu()
-        total = max(int(nfe.sum()), 1)
-        return [
-            {
-                "prompt_tokens": int(enc["attention_mask"][i].sum()),
-                "gen_tokens": int(n_tok[i]),
-                "nfe": int(nfe[i]),
-                "seconds": secs * int(nfe[i]) / total,
-                "batch_seconds": secs,
-                "batch_size": len(prompts),
-                "text": texts[i],
-            }
-            for i in range(len(prompts))
-        ]
+    def _run(self, prompts: list[str], first) -> list[dict[str, Any]]:
+        """Decode one batch (`dpbench.records.decode_batch`: the runner's timing and records), sampling
+        with a generator seeded by the batch's first request, as the runner seeds by its first document."""
+        first_id = first.doc_id if isinstance(first.doc_id, int) else 0
+        gen = rio.batch_generator(self.lm.device, self.seed, first_id)
+        return rio.decode_batch(self.lm, self.tokenizer, self.sampler, prompts, generator=gen,
+                                add_special_tokens=not self.use_chat)
 
     def describe(self) -> dict[str, Any]:
         return {"model": self.model_name, "sampler": self.sampler.name, "params": self.sampler.params(),

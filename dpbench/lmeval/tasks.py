@@ -1,8 +1,8 @@
-"""dpbench's lm-eval task definitions (``tasks/lm_eval/``) and one call to evaluate with them.
+"""dpbench's lm-eval task definitions (``dpbench/lmeval/yaml/``) and one call to evaluate with them.
 
 The YAMLs define ``dpbench_gsm8k`` and the group ``dpbench_minerva_math``
 (seven subject tasks) with the hub datasets; their prompts and scorers are
-dpbench's own (``tasks/lm_eval/utils.py`` calls `dpbench.tasks.gsm8k` and
+dpbench's own (``yaml/utils.py`` calls `dpbench.tasks.gsm8k` and
 `dpbench.tasks.math`), so lm-eval's metric and dpbench's records agree.
 
 For offline data, `local_task_dir` writes a variant that reads a JSONL file
@@ -19,8 +19,8 @@ from typing import Any
 
 import yaml
 
-# The repository's top-level tasks/lm_eval (an installed wheel does not carry it).
-TASKS_DIR = Path(__file__).resolve().parents[2] / "tasks" / "lm_eval"
+# Shipped inside the package (package data), so a wheel install runs them too.
+TASKS_DIR = Path(__file__).resolve().parent / "yaml"
 # dpbench task name -> (lm-eval task or group name, YAML a local-data variant includes)
 LMEVAL_TASKS = {
     "gsm8k": ("dpbench_gsm8k", "gsm8k.yaml"),
@@ -31,8 +31,8 @@ LMEVAL_TASKS = {
 def tasks_dir() -> Path:
     if not TASKS_DIR.is_dir():
         raise FileNotFoundError(
-            f"dpbench's lm-eval task definitions are not at {TASKS_DIR}; they live in the repository's "
-            f"tasks/lm_eval folder (install dpbench from a checkout, `pip install -e .`)"
+            f"dpbench's lm-eval task definitions are not at {TASKS_DIR}: this install of dpbench lacks its "
+            f"package data (reinstall it, e.g. `pip install --force-reinstall dpbench`)"
         )
     return TASKS_DIR
 

@@ -1,31 +1,29 @@
-"""Models: the `DiffusionLM` adapter, loading, and the built-in LLaDA-style architecture."""
+"""Models: the `DiffusionLM` adapter, loading, and the built-in LLaDA-style and Dream architectures.
 
-from transformers import AutoConfig, AutoModel, AutoModelForMaskedLM
+Only the adapter is imported eagerly; the architectures and the loader (which import
+transformers, seconds on a CPU) load on first use of their names, so a sampler or a
+command that only validates its arguments stays fast.
+"""
+
+from importlib import import_module
 
 from .adapter import DiffusionLM
-from .char_tokenizer import build_char_tokenizer
-from .dream import DreamConfig, DreamModel
-from .llada import LLaDAConfig, LLaDAModelLM
-from .loading import PRESETS, ModelNotFoundError, load_model, resolve_device, resolve_dtype
 
-# Register the built-in architecture with the Auto classes so save_pretrained /
-# from_pretrained round-trip without remote code.
-AutoConfig.register("llada", LLaDAConfig, exist_ok=True)
-AutoModel.register(LLaDAConfig, LLaDAModelLM, exist_ok=True)
-AutoModelForMaskedLM.register(LLaDAConfig, LLaDAModelLM, exist_ok=True)
-AutoConfig.register("Dream", DreamConfig, exist_ok=True)
-AutoModel.register(DreamConfig, DreamModel, exist_ok=True)
+_LAZY = {
+    "build_char_tokenizer": "char_tokenizer",
+    "DreamConfig": "dream", "DreamModel": "dream",
+    "LLaDAConfig": "llada", "LLaDAModelLM": "llada",
+    "PRESETS": "loading", "ModelNotFoundError": "loading", "load_model": "loading",
+    "resolve_device": "loading", "resolve_dtype": "loading",
+}
 
-__all__ = [
-    "DiffusionLM",
-    "DreamConfig",
-    "DreamModel",
-    "LLaDAConfig",
-    "LLaDAModelLM",
-    "ModelNotFoundError",
-    "PRESETS",
-    "build_char_tokenizer",
-    "load_model",
-    "resolve_device",
-    "resolve_dtype",
-]
+
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(f"{__name__}.{_LAZY[name]}"), name)
+    globals()[name] = value  # later lookups skip this hook
+    return value
+
+
+__all__ = ["DiffusionLM", *sorted(_LAZY)]

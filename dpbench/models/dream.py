@@ -200,3 +200,14 @@ class DreamModel(PreTrainedModel):
             h = h[:, logits_range[0] : logits_range[1]]
         head = self.model.embed_tokens.weight if self.lm_head is None else self.lm_head.weight
         return MaskedLMOutput(logits=F.linear(h, head))
+
+
+def _register_auto_classes() -> None:
+    """As `llada._register_auto_classes`: the native Dream round-trips through the Auto classes."""
+    from transformers import AutoConfig, AutoModel
+
+    AutoConfig.register("Dream", DreamConfig, exist_ok=True)
+    AutoModel.register(DreamConfig, DreamModel, exist_ok=True)
+
+
+_register_auto_classes()

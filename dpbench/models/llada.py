@@ -317,3 +317,16 @@ class LLaDAModelLM(PreTrainedModel):
 
 def count_parameters(model: nn.Module) -> int:
     return sum(math.prod(p.shape) for p in model.parameters())
+
+
+def _register_auto_classes() -> None:
+    """Make the built-in architecture known to the Auto classes, so save_pretrained /
+    from_pretrained round-trip without remote code (runs when this module is imported)."""
+    from transformers import AutoConfig, AutoModel, AutoModelForMaskedLM
+
+    AutoConfig.register("llada", LLaDAConfig, exist_ok=True)
+    AutoModel.register(LLaDAConfig, LLaDAModelLM, exist_ok=True)
+    AutoModelForMaskedLM.register(LLaDAConfig, LLaDAModelLM, exist_ok=True)
+
+
+_register_auto_classes()

@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 from transformers import AutoConfig, AutoModelForMaskedLM, AutoTokenizer, PreTrainedTokenizerBase
 
+from . import dream  # noqa: F401  (registers the native Dream config with AutoConfig before any from_pretrained)
 from .adapter import DiffusionLM
 from .llada import LLaDAModelLM, count_parameters
 

@@ -128,7 +128,7 @@ def convergence_chart(traces: dict[str, dict], block_length: int | None = None) 
 
 def pick_traces(run_dirs: list[Path]) -> dict[str, dict]:
     """The trace of one sample per run: the first doc_id traced in every run that has traces."""
-    from ..runner import read_trace
+    from ..records import read_trace
 
     per_run = {label: {t["doc_id"]: t for t in read_trace(d)} for label, d in zip(run_labels(run_dirs), run_dirs)}
     per_run = {k: v for k, v in per_run.items() if v}

@@ -47,7 +47,7 @@ def wilson_interval(k: int, n: int, z: float = Z95) -> tuple[float, float]:
 
 def load_run(run_dir: str | Path) -> tuple[dict, pd.DataFrame]:
     """``(manifest, records)`` of one run directory."""
-    from ..runner import MANIFEST, SAMPLES, read_records
+    from ..records import MANIFEST, SAMPLES, read_records
 
     run_dir = Path(run_dir)
     if not (run_dir / MANIFEST).is_file():

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import warnings
 from importlib.metadata import entry_points
 from typing import Any, Callable
+
+from ..params import cache_spec, coerce
 
 _REGISTRY: dict[str, type] = {}
 _ALIASES: dict[str, str] = {}
@@ -40,7 +43,10 @@ def _load_entry_points() -> None:
         return
     _ENTRY_POINTS_LOADED = True
     for ep in entry_points(group=ENTRY_POINT_GROUP):
-        if ep.name in _REGISTRY:
+        if ep.name in _REGISTRY or ep.name in _ALIASES:
+            if getattr(_REGISTRY.get(_ALIASES.get(ep.name, ep.name)), "__module__", None) != ep.module:
+                warnings.warn(f"dpbench: entry point {ep.name!r} = {ep.value!r} ignored: that sampler name is already "
+                              f"registered by {_REGISTRY[_ALIASES.get(ep.name, ep.name)].__module__}", RuntimeWarning)
             continue
         cls = ep.load()
         if ep.name not in _REGISTRY:  # the module may have registered itself on import
@@ -85,7 +91,7 @@ def get_sampler(name: str, **params: Any):
     """Build sampler ``name`` with ``params``; unknown names or params raise ValueError.
 
     String values (from a command line) are converted to the type of the
-    parameter's default.
+    parameter's default (`dpbench.params.coerce`: one bool parser everywhere).
     """
     cls = sampler_class(name)
     valid = sampler_params(name)
@@ -97,19 +103,29 @@ def get_sampler(name: str, **params: Any):
     return cls(**{k: coerce(k, v, valid[k]) for k, v in params.items()})
 
 
-def coerce(key: str, value: Any, default: Any) -> Any:
-    if not isinstance(value, str) or isinstance(default, str) or default is None:
-        return value
-    try:
-        if isinstance(default, bool):
-            low = value.lower()
-            if low not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
-                raise ValueError
-            return low in ("1", "true", "yes", "on")
-        if isinstance(default, int):
-            return int(value)
-        if isinstance(default, float):
-            return float(value)
-    except ValueError:
-        raise ValueError(f"{key} must be a {type(default).__name__}, got {value!r}") from None
-    return value
+def resolve_params(name: str, params: dict[str, Any] | None = None, *, task=None) -> tuple[str, dict[str, Any]]:
+    """The one path from what a user typed to a sampler's arguments: ``(canonical name, params)``.
+
+    The alias is resolved once; the task's defaults for that sampler come first (only those
+    it accepts: ``steps`` is baseline's, a threshold sampler would refuse it), then the
+    user's ``params`` (CLI strings are fine; ``cache=dual+16`` / ``cache=graph`` are read as
+    `dpbench.params.cache_spec` spells them). Unknown names and params raise ValueError
+    naming the valid ones.
+    """
+    canonical = sampler_class(name).name
+    valid = sampler_params(canonical)
+    user = dict(params or {})
+    if isinstance(user.get("cache"), str) and ("+" in user["cache"] or user["cache"] == "graph"):
+        user.update(cache_spec(user.pop("cache")))
+    base = {k: v for k, v in task.params_for(canonical).items() if k in valid} if task is not None else {}
+    merged = {**base, **user}
+    unknown = sorted(set(merged) - set(valid))
+    if unknown:
+        raise ValueError(f"unknown parameter(s) {', '.join(unknown)} for sampler {canonical!r}; valid: {', '.join(valid)}")
+    return canonical, {k: coerce(k, v, valid[k]) for k, v in merged.items()}
+
+
+def build_sampler(name: str, params: dict[str, Any] | None = None, *, task=None):
+    """`get_sampler` after `resolve_params`: what every command uses to build its sampler."""
+    canonical, resolved = resolve_params(name, params, task=task)
+    return get_sampler(canonical, **resolved)

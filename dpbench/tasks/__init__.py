@@ -6,7 +6,13 @@ _TASKS: dict[str, type[Task]] = {}
 
 
 def register_task(name: str):
+    """Class decorator: make a task available under ``name``. A name another class already holds
+    is refused (re-running the same class definition, e.g. a module reload, replaces it)."""
+
     def wrap(cls: type[Task]) -> type[Task]:
+        old = _TASKS.get(name)
+        if old is not None and (old.__module__, old.__qualname__) != (cls.__module__, cls.__qualname__):
+            raise ValueError(f"task name {name!r} is already registered by {old.__module__}.{old.__qualname__}")
         cls.name = name
         _TASKS[name] = cls
         return cls

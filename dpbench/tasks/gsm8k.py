@@ -9,7 +9,7 @@ number after ``####`` in the reference solution.
 
 Data: ``openai/gsm8k`` (config ``main``) from the hub, or ``--data-file`` with
 the hub's JSONL fields ``question`` and ``answer``. The same prompt and scorer
-back the lm-eval task ``dpbench_gsm8k`` in ``tasks/lm_eval/``.
+back the lm-eval task ``dpbench_gsm8k`` in ``dpbench/lmeval/yaml/``.
 """
 
 from __future__ import annotations

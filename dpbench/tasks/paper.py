@@ -25,7 +25,7 @@ class PaperTask(Task):
     sampler_params = PAPER_SAMPLER_PARAMS
     # lm-eval's ``until``: the completion is cut at the first of these before scoring.
     stop: tuple[str, ...] = ()
-    # The name of this task in tasks/lm_eval/ (None: scored by dpbench only).
+    # The name of this task in dpbench/lmeval/yaml/ (None: scored by dpbench only).
     lmeval_task: str | None = None
 
     def __init__(self, data_file: str | Path | None = None) -> None:
