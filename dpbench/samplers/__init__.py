@@ -6,12 +6,13 @@ threshold), ``confidence`` (Fast-dLLM confidence threshold), ``entropy_bound``
 """
 
 from . import baseline, entropy_bound, threshold  # noqa: F401  (registers the built-in samplers)
-from .base import BlockConfig, BlockSampler, SamplerOutput, StepInputs, Trace
+from .base import BlockConfig, BlockSampler, EngineConfig, SamplerOutput, StepInputs, Trace
 from .registry import available, build_sampler, get_sampler, register_sampler, resolve_params, sampler_class
 
 __all__ = [
     "BlockConfig",
     "BlockSampler",
+    "EngineConfig",
     "SamplerOutput",
     "StepInputs",
     "Trace",

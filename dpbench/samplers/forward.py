@@ -1,0 +1,120 @@
+"""Forward strategies: how the model's logits for a step's `Window` are computed.
+
+Chosen once per `generate` call (`forward_strategy`); each is a callable
+``(x, window, policy) -> (A, W, V)`` logits of the window positions:
+
+- `plain`: one forward of the active rows, the output head run on the positions
+  the windows span only (at a 126k vocabulary the logits of every position would
+  cost more memory than the rest of the forward);
+- `graphed`: the same forward replayed from a CUDA graph (``cuda_graph=True``,
+  unpadded batches; models/cuda_graph.py), eager whenever some samples have left;
+- `CachedBlocks`: Fast-dLLM's KV cache for block windows (``cache=prefix|dual``,
+  models/kv_cache.py): samples at a block's first step get a full forward that
+  refills their cache rows, the others a windowed forward against it; each still
+  costs one NFE and gets what it would get alone.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import torch
+
+from ..models.adapter import DiffusionLM
+from ..models.kv_cache import CacheView, KVCache, query_window
+from .window import Policy, Window
+
+
+def take_rows(x: torch.Tensor, attn: torch.Tensor | None, idx: torch.Tensor | None):
+    """``x`` and ``attn`` (which may be None) at rows ``idx``; None: every row, nothing indexed."""
+    if idx is None:
+        return x, attn
+    return x[idx], None if attn is None else attn[idx]
+
+
+def plain(lm: DiffusionLM, attn: torch.Tensor | None, x: torch.Tensor, win: Window, policy: Policy) -> torch.Tensor:
+    xs, am = take_rows(x, attn, win.index)
+    lo, hi = win.span
+    return win.logits(lm.logits(xs, am, positions=(win.P + lo, win.P + hi)), lo)
+
+
+def graphed(lm: DiffusionLM, x: torch.Tensor, win: Window, policy: Policy) -> torch.Tensor:
+    if win.index is not None:  # some samples have left: a new shape, run eagerly
+        return plain(lm, None, x, win, policy)
+    # One recorded graph for every window: the output head on the whole answer.
+    return win.logits(lm.logits_graphed(x, positions=(win.P, win.P + policy.G)), 0)
+
+
+class CachedBlocks:
+    """Block logits with a KV cache (``cache=prefix|dual``; see models/kv_cache.py).
+
+    ``lookahead``: None = prefix cache (the window and everything after it are fresh
+    queries), else dual with that many fresh positions after the window. Query
+    positions run are added to ``policy.ftok``.
+    """
+
+    def __init__(self, lm: DiffusionLM, attn: torch.Tensor | None, lookahead: int | None) -> None:
+        self.lm, self.attn, self.kv, self.lookahead = lm, attn, KVCache(), lookahead
+
+    def __call__(self, x: torch.Tensor, win: Window, policy: Policy) -> torch.Tensor:
+        lm = self.lm
+        first = policy.first_forward()
+        A, n_first = len(first), sum(first)
+        out = None
+        for group in (True, False):
+            n = n_first if group else A - n_first
+            if n == 0:
+                continue
+            if n == A:  # the whole step is one forward
+                sel, members, idx = None, win.rows, win.index
+            else:
+                sel = torch.tensor([f == group for f in first], device=x.device)
+                members = [i for i, f in zip(win.rows, first) if f == group]
+                idx = torch.tensor(members, dtype=torch.long, device=x.device)
+            xs, am = take_rows(x, self.attn, idx)
+            if group:
+                lo, hi = win.span
+                logits = lm.logits(xs, am, cache=CacheView(self.kv, idx), positions=(win.P + lo, win.P + hi))
+                blk = win.logits(logits, lo, sel)
+                n_query = x.shape[1]
+            else:
+                index, at = self._queries(x, win, sel, members)
+                if isinstance(at, int):  # the same place in every row: only those logits
+                    keep = None if index[0].shape[1] == win.width else (at, at + win.width)
+                    blk = lm.logits_window(xs, am, *index, cache=self.kv, rows=idx, window_range=keep)
+                else:
+                    logits = lm.logits_window(xs, am, *index, cache=self.kv, rows=idx)
+                    blk = logits.gather(1, at[..., None].expand(-1, -1, logits.shape[-1]))
+                n_query = index[0].shape[1] + lm.shift_logits
+            for i in members:
+                policy.ftok[i] += n_query
+            if sel is None:
+                return blk
+            if out is None:
+                out = blk.new_empty((A,) + blk.shape[1:])
+            out[sel] = blk
+        return out
+
+    def _queries(self, x: torch.Tensor, win: Window, sel, members: list[int]):
+        """Query positions and fresh flags, and where the window sits in the queries' logits (an int
+        if the same for every row, else a gather index); fixed while the window is."""
+        key = tuple(members)
+        if key not in win.memo:
+            W, dev = win.width, x.device
+            mine = set(members)
+            lo = [win.P + p for p, i in zip(win.lo, win.rows) if i in mine]
+            width = None if self.lookahead is None else W + self.lookahead  # None: prefix cache
+            index, fresh, starts = query_window(lo, x.shape[1], width, dev)
+            at = [p - s for p, s in zip(lo, starts)]
+            same = at.count(at[0]) == len(at)
+            win.memo[key] = (index, fresh), at[0] if same else torch.tensor(at, device=dev)[:, None] + torch.arange(W, device=dev)
+        return win.memo[key]
+
+
+def forward_strategy(lm: DiffusionLM, attn: torch.Tensor | None, engine) -> callable:
+    """The forward of this call, chosen once from the engine settings (see the module doc)."""
+    if engine.cache != "none":
+        return CachedBlocks(lm, attn, engine.dual_lookahead if engine.cache == "dual" else None)
+    if engine.cuda_graph and attn is None:  # a padded batch runs eagerly (see models/cuda_graph.py)
+        return partial(graphed, lm)
+    return partial(plain, lm, attn)
