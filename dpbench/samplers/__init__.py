@@ -2,10 +2,11 @@
 
 Built-in samplers: ``baseline`` (fixed steps), ``dparallel`` (entropy
 threshold), ``confidence`` (Fast-dLLM confidence threshold), ``entropy_bound``
-(EB-sampler). Every sampler takes ``cache=none|prefix|dual`` and ``early_stop``.
+(EB-sampler), ``multiblock`` (d3LLM: several blocks in flight). The block samplers take
+``cache=none|prefix|dual`` and ``early_stop``.
 """
 
-from . import baseline, entropy_bound, threshold  # noqa: F401  (registers the built-in samplers)
+from . import baseline, entropy_bound, multiblock, threshold  # noqa: F401  (registers the built-in samplers)
 from .base import BlockConfig, BlockSampler, EngineConfig, SamplerOutput, StepInputs, Trace
 from .registry import available, build_sampler, get_sampler, register_sampler, resolve_params, sampler_class
 

@@ -176,10 +176,10 @@ class BlockSampler:
 
         1. Lay out each sequence: its prompt, then ``gen_length`` mask tokens (`_layout`).
         2. Choose, once: the window policy, the forward strategy, the step strategy.
-        3. While a sample is decoding: the policy starts the iteration (and says what the
-           model sees); one forward gives the window's logits; the step commits into the
-           window's tokens; they are written back; the policy records progress, ends
-           blocks and lets finished samples leave.
+        3. While a sample is decoding: one forward gives the logits of the policy's window
+           (on what the policy says the model sees); the step commits into the window's
+           tokens; they are written back; the policy records progress, ends blocks, lets
+           finished samples leave and prepares the next window.
         """
         x, attn, P = self._layout(lm, input_ids, attention_mask)
         tr = new_trace(x.shape[0], self.config.gen_length, x.device) if trace else None
@@ -188,9 +188,8 @@ class BlockSampler:
         step = step_strategy(self, lm, x, trace=tr, generator=generator)
         name = self.name or type(self).__name__
         while policy.active:
-            x_in = policy.begin(x)
             win = policy.window
-            logits = forward(x_in, win, policy)
+            logits = forward(policy.model_input(x), win, policy)
             tokens = win.tokens(x)
             left = step(logits, tokens, win, policy)
             win.put(x, tokens)

@@ -48,6 +48,8 @@ class Window:
     writes back.
     """
 
+    forced: torch.Tensor | None = None  # a policy may attach per-row data for its rule (multiblock: (A, 2) ranges)
+
     def __init__(self, rows: list[int], lo: list[int], width: int, *, B: int, P: int, N: int,
                  device: torch.device, hi: list[int] | None = None) -> None:
         self.rows, self.lo, self.width, self.hi = rows, lo, width, hi
@@ -116,9 +118,9 @@ class Policy:
         self.active = list(range(B))
         self.window: Window | None = None
 
-    def begin(self, x: torch.Tensor) -> torch.Tensor:
-        """Before the forward: update what changes between iterations; return what the model sees
-        (``x`` itself unless this iteration's input differs from the tokens the rule commits into)."""
+    def model_input(self, x: torch.Tensor) -> torch.Tensor:
+        """What the model sees this iteration: ``x`` itself, unless the policy shows the model
+        something other than the tokens the rule commits into (multi-block early stop)."""
         return x
 
     def steps(self) -> list[int] | None:
