@@ -267,7 +267,7 @@ def test_the_custom_sampler_example_in_the_docs_runs(monkeypatch, char_tokenizer
     monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))  # keep "top-two" out of other tests
     monkeypatch.setattr(registry, "_ALIASES", dict(registry._ALIASES))
     doc = (Path(__file__).parents[1] / "docs" / "samplers.md").read_text()
-    code = re.search(r"## Writing a sampler\s+```python\n(.*?)```", doc, re.S).group(1)
+    code = re.search(r"## Writing a decoder.*?```python\n(.*?)```", doc, re.S).group(1)
     exec(compile(code, "docs/samplers.md", "exec"), {})
     ids = char_tokenizer(["1+2=", "What is 3+4?"], return_tensors="pt", padding=True, add_special_tokens=False)
     out = get_sampler("top-two", gen_length=16, block_length=8, margin=0.5).generate(tiny_lm, ids.input_ids, ids.attention_mask)

@@ -233,3 +233,20 @@ def test_what_the_kernel_accepts(kernel):
     with pytest.raises(ValueError, match=r"takes CPU logits \(A, L, V\) and int64 tokens \(A, L\), got \(2, 8, 11\) on cpu "
                                          r"and \(2, 8\) torch.int32 on cpu"):
         kernel(logits, tokens.int(), MASK, KernelRule("entropy_threshold", 0.5))
+
+
+def test_rule_ids_and_limits_have_one_source():
+    """step.c gets its rule ids and MAX_BLOCK from kernel.py's flags: the names it uses must be
+    exactly the ones Python defines, and it must define none itself."""
+    import re
+
+    from dpbench.samplers import kernel as k
+
+    src = k.SOURCE.read_text()
+    code = re.sub(r"/\*.*?\*/", "", src, flags=re.S)
+    used = set(re.findall(r"\brule == ([A-Z_]+)\b", code)) | set(re.findall(r"defined\(([A-Z_]+)\)", code))
+    assert used == {name.upper() for name in k.RULES} | {"MAX_BLOCK"}
+    assert not re.search(r"#define\s+(MAX_BLOCK|" + "|".join(n.upper() for n in k.RULES) + r")\b", code)
+    assert not re.search(r"\benum\b", code)
+    flags = {f for f in k.FLAGS if f.startswith("-D")}
+    assert flags == {f"-D{n.upper()}={v}" for n, v in k.RULES.items()} | {f"-DMAX_BLOCK={k.MAX_BLOCK}"}

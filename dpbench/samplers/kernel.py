@@ -33,10 +33,11 @@ from pathlib import Path
 import torch
 
 SOURCE = Path(__file__).with_name("kernels") / "step.c"
-FLAGS = ("-O2", "-shared", "-fPIC")
+# The one definition of the rule ids and the block limit; step.c receives them as -D flags.
 RULES = {"entropy_threshold": 1, "confidence_threshold": 2, "top_k_confidence": 3, "entropy_bound": 4}
+MAX_BLOCK = 1024  # positions of one row's block the kernel's stack buffers hold
+FLAGS = ("-O2", "-shared", "-fPIC", *(f"-D{k.upper()}={v}" for k, v in RULES.items()), f"-DMAX_BLOCK={MAX_BLOCK}")
 MODES = ("auto", "on", "off")
-MAX_BLOCK = 1024  # as in step.c
 
 
 @dataclass(frozen=True)

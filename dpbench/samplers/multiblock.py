@@ -103,14 +103,14 @@ class MultiBlock(Policy):
                 self._maybe_add(i)
             w = self._span(i)
             lo.append(w[0]), hi.append(w[1]), forced.append(w[2])
-        self._leave(done)
+        self.finish(done)
         if not self.active:
             self.window = None
             return
         W = max(h - l for l, h in zip(lo, hi))
         slid = [min(a, self.G - W) for a in lo]  # every row runs W positions; near the end the window slides left
         ends = [h - s for h, s in zip(hi, slid)]
-        self.window = self._window(slid, W, None if all(e == W for e in ends) else ends)
+        self.window = self.window_for(slid, W, None if all(e == W for e in ends) else ends)
         f = [(a - s, b - s) if a is not None else (0, 0) for (a, b), s in zip(forced, slid)]
         self.window.forced = torch.tensor(f, device=self.dev) if any(b > a for a, b in f) else None
 
@@ -219,7 +219,7 @@ class MultiBlock(Policy):
                 done.append(i)
             elif self.t >= self.G:
                 raise RuntimeError(f"sampler {name!r} needs more than gen_length={self.G} forwards for sample {i}")
-        self._leave(done)
+        self.finish(done)
         self._prepare(x)
 
 

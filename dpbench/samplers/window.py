@@ -123,6 +123,12 @@ class Policy:
         something other than the tokens the rule commits into (multi-block early stop)."""
         return x
 
+    def advance(self, left: list[bool], tokens: torch.Tensor, x: torch.Tensor, name: str) -> None:
+        """After a step (``left``: per active row, masks left in its window; ``tokens``: the window's
+        tokens as committed; ``x``: the sequences): count the iteration (``self.t += 1``), let
+        finished samples leave (`finish`) and set the next ``self.window``."""
+        raise NotImplementedError
+
     def steps(self) -> list[int] | None:
         """Steps each active sample has taken in its current block (baseline's schedule), if defined."""
         return None
@@ -131,13 +137,15 @@ class Policy:
         """Per active sample: whether a cached forward must refill its whole cache this step."""
         return [False] * len(self.active)
 
-    def _leave(self, done: list[int]) -> None:
+    def finish(self, done: list[int]) -> None:
+        """Samples ``done`` leave: their NFE is the iterations run so far."""
         for i in done:
             self.nfe[i] = self.t
         gone = set(done)
         self.active = [i for i in self.active if i not in gone]
 
-    def _window(self, lo: list[int], width: int, hi: list[int] | None = None) -> Window | None:
+    def window_for(self, lo: list[int], width: int, hi: list[int] | None = None) -> Window | None:
+        """The `Window` of the active samples starting at answer positions ``lo`` (None if none is left)."""
         if not self.active:
             return None
         return Window(self.active, lo, width, B=self.B, P=self.P, N=self.P + self.G, device=self.dev, hi=hi)
@@ -161,8 +169,8 @@ class SingleBlock(Policy):
         self._regroup()
 
     def _regroup(self) -> None:
-        self._leave([i for i in self.active if self.block[i] >= self.num_blocks])
-        self.window = self._window([self.block[i] * self.L for i in self.active], self.L)
+        self.finish([i for i in self.active if self.block[i] >= self.num_blocks])
+        self.window = self.window_for([self.block[i] * self.L for i in self.active], self.L)
         # Every step commits at least one mask, so a block ends within L steps of its start:
         # past this iteration some row's rule committed nothing and would loop forever.
         self.deadline = min((self.start[i] for i in self.active), default=0) + self.L

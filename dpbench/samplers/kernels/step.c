@@ -17,9 +17,12 @@
 #include <math.h>
 #include <stdint.h>
 
-enum { ENTROPY_THRESHOLD = 1, CONFIDENCE_THRESHOLD = 2, TOP_K_CONFIDENCE = 3, ENTROPY_BOUND = 4 };
-
-#define MAX_BLOCK 1024
+/* Rule ids and the block limit come from ../kernel.py (RULES, MAX_BLOCK) as -D flags at build
+ * time, so Python and C cannot disagree; tests/test_step_kernel.py checks the names match. */
+#if !defined(ENTROPY_THRESHOLD) || !defined(CONFIDENCE_THRESHOLD) || !defined(TOP_K_CONFIDENCE) || \
+    !defined(ENTROPY_BOUND) || !defined(MAX_BLOCK)
+#error "build through dpbench/samplers/kernel.py: it passes the rule ids and MAX_BLOCK"
+#endif
 
 static void position_stats(const float *l, int64_t V, int64_t mask_id, int64_t *x0, double *conf, double *ent) {
     float m = -INFINITY, best = -INFINITY;
@@ -45,7 +48,7 @@ static void position_stats(const float *l, int64_t V, int64_t mask_id, int64_t *
 
 /* logits: A rows x L positions x V entries, strides la, ll (elements; entries contiguous).
  * tokens: A rows x L positions (int64, row stride ta); committed tokens are written here.
- * rule / param: one of the enum above with its threshold, or gamma; k: per row, for TOP_K_CONFIDENCE.
+ * rule / param: a rule id (kernel.py RULES) with its threshold, or gamma; k: per row, for TOP_K_CONFIDENCE.
  * left: per row, 1 if masks remain after this step. Returns the number of such rows,
  * -1 if L exceeds MAX_BLOCK, -2 for an unknown rule (the caller checks both beforehand). */
 int64_t dp_step(const float *logits, int64_t A, int64_t L, int64_t V, int64_t la, int64_t ll,
