@@ -26,10 +26,14 @@ class Preset:
     eos_token_ids: tuple[int, ...] = ()  # empty: read from the tokenizer
     aliases: tuple[str, ...] = field(default=())
     task: str | None = None  # the task whose sampler defaults `dpbench generate` uses (tiny models)
+    # The decoder its authors evaluate it with: (sampler, ((param, value), ...)); docs/models.md lists them.
+    recommended: tuple[str, tuple[tuple[str, object], ...]] | None = None
 
 
 # LLaDA: EOS 126081 (<|endoftext|>) pads the answer; 126348 (<|eot_id|>) ends a turn.
 _LLADA_EOS = (126081, 126348)
+_D3LLM = (("gen_length", 256), ("block_length", 32), ("block_add_threshold", 0.1), ("decoded_token_threshold", 0.95),
+          ("early_stop", True))
 PRESETS: dict[str, Preset] = {
     "GSAI-ML/LLaDA-8B-Instruct": Preset("GSAI-ML/LLaDA-8B-Instruct", "llada", 126336, _LLADA_EOS, ("llada",)),
     "GSAI-ML/LLaDA-8B-Base": Preset("GSAI-ML/LLaDA-8B-Base", "llada", 126336, _LLADA_EOS, ("llada-base",)),
@@ -40,6 +44,13 @@ PRESETS: dict[str, Preset] = {
     "Zigeng/dParallel_Dream_7B_Instruct": Preset(
         "Zigeng/dParallel_Dream_7B_Instruct", "dream", aliases=("dparallel-dream",)
     ),
+    # d3LLM (hao-ai-lab/d3LLM): distilled for multi-block decoding; settings from its evaluation scripts.
+    "d3LLM/d3LLM_LLaDA": Preset("d3LLM/d3LLM_LLaDA", "llada", 126336, _LLADA_EOS, ("d3llm-llada",),
+                                recommended=("multiblock", _D3LLM + (("threshold", 0.5),))),
+    "d3LLM/d3LLM_Dream": Preset("d3LLM/d3LLM_Dream", "dream", aliases=("d3llm-dream",),
+                                recommended=("multiblock", _D3LLM + (("threshold", 0.4),))),
+    "d3LLM/d3LLM_Dream_Coder": Preset("d3LLM/d3LLM_Dream_Coder", "dream", aliases=("d3llm-coder", "d3llm-dream-coder"),
+                                      recommended=("multiblock", _D3LLM + (("threshold", 0.5),))),
     "tiny-arith": Preset(str(ASSETS / "tiny-arith"), "builtin", task="arith"),
     "tiny-arith-dparallel": Preset(str(ASSETS / "tiny-arith-dparallel"), "builtin", task="arith"),
 }
