@@ -162,6 +162,10 @@ class BlockSampler:
         return SingleBlock(B, P, cfg.gen_length, cfg.block_length, lm.device, early_stop=cfg.early_stop,
                            eos_ids=lm.eos_token_ids, eos_fill=lm.eos_id)
 
+    def forward_strategy(self, lm: DiffusionLM, attn: torch.Tensor | None, B: int):
+        """How this call's forwards run (forward.py), from the engine settings."""
+        return forward_strategy(lm, attn, self.engine)
+
     @torch.inference_mode()
     def generate(
         self,
@@ -184,7 +188,7 @@ class BlockSampler:
         x, attn, P = self._layout(lm, input_ids, attention_mask)
         tr = new_trace(x.shape[0], self.config.gen_length, x.device) if trace else None
         policy = self.window_policy(x.shape[0], P, lm)
-        forward = forward_strategy(lm, attn, self.engine)
+        forward = self.forward_strategy(lm, attn, x.shape[0])
         step = step_strategy(self, lm, x, trace=tr, generator=generator)
         name = self.name or type(self).__name__
         while policy.active:

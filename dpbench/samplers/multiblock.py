@@ -59,10 +59,18 @@ class MultiBlockConfig(BlockConfig):
 
 @dataclass
 class MultiBlockEngine(EngineConfig):
+    # cache="prefix": d3LLM's delayed KV cache (multiblock_cache.py). A finished block's keys/values
+    # are frozen after this many iterations (d3LLM's cache_delay_iter; its scripts use 1-2) ...
+    cache_delay: int = 2
+    # ... and every this many iterations all of them are recomputed (0: never; d3LLM's refresh_interval).
+    refresh_interval: int = 0
+
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.cache != "none":
-            raise ValueError(f"multiblock supports cache='none' only, got cache={self.cache!r}")
+        if self.cache not in ("none", "prefix"):
+            raise ValueError(f"multiblock supports cache='none' or 'prefix' (d3LLM's delayed cache), got cache={self.cache!r}")
+        if self.cache_delay < 0 or self.refresh_interval < 0:
+            raise ValueError(f"cache_delay and refresh_interval must be >= 0, got {self.cache_delay} and {self.refresh_interval}")
 
 
 class MultiBlock(Policy):
@@ -86,6 +94,8 @@ class MultiBlock(Policy):
         self.split = [False] * B  # the first EOS is new: this iteration fills after it (see model_input)
         self.refill = [False] * B  # the last iteration was a split fill: fill again before the forward
         self._fill: dict[int, torch.Tensor] = {}  # sample -> masks after its first EOS before this iteration's fill
+        self.eos_made: dict[int, list[int]] = {}  # sample -> blocks its EOS fill created (done at once)
+        self.eos_t: dict[int, int] = {}  # sample -> the iteration of that fill
         self._x: torch.Tensor | None = None
         self._prepare()
 
@@ -156,6 +166,8 @@ class MultiBlock(Policy):
         for b in range(eb + 1, self.nb):
             if b >= self.made[i]:  # blocks after the EOS enter done (and fully active)
                 cnt[b], full[b] = 0, True
+                self.eos_made.setdefault(i, []).append(b)
+                self.eos_t.setdefault(i, self.t + 1)
             elif cnt[b] != 0:
                 cnt[b], full[b] = 0, True
         self.made[i] = self.nb
@@ -230,6 +242,14 @@ class MultiBlockSampler(BlockSampler):
     Config = MultiBlockConfig
     Engine = MultiBlockEngine
     selects_masked_only = True  # positions outside s.is_mask get entropy inf (every row has a candidate)
+
+    def forward_strategy(self, lm, attn, B: int):
+        eng = self.engine
+        if eng.cache == "prefix":
+            from .multiblock_cache import FrozenPrefix
+
+            return FrozenPrefix(lm, attn, eng.cache_delay, eng.refresh_interval, B)
+        return super().forward_strategy(lm, attn, B)
 
     def window_policy(self, B: int, P: int, lm) -> MultiBlock:
         cfg = self.config
