@@ -1,10 +1,11 @@
 """The CPU step kernel: a built-in sampler's whole step in one C call (kernels/step.c).
 
-At batch 1 on a CPU, the dozen tensor ops of a step (softmax, entropy, argmax,
-threshold, commit, mask check) cost 10-40 us each right after a model forward,
-because the forward has evicted their code from the caches: 250-480 us a step,
-more than 5% of a small model's forward. The kernel does the same work for every
-row of the step in one call of a few tens of microseconds.
+At batch 1 on a CPU the dozen small tensor ops of a step (softmax, entropy, argmax,
+threshold, commit, mask check) each pay the dispatcher's cost, and right after a model
+forward that cost is high because the forward has evicted their code from the caches.
+The kernel does the same work for every row of the step in one call. What it saves,
+against the tensor path and against `torch.compile` of the tensor path, is measured side
+by side by scripts/measure_step_paths.py (figures in docs/speed.md, "The CPU step kernel").
 
 It implements the selection rules of the built-in samplers (`KernelRule`); a
 sampler says which one it follows with `BlockSampler.kernel_rule`. The tensor path

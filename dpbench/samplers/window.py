@@ -7,7 +7,7 @@ current block; the next block starts when this one has no mask left); a policy
 with several blocks in flight (`multiblock.MultiBlock`) is the same interface.
 
 Why the host: right after a forward has flushed the CPU caches a small tensor op
-costs tens of microseconds (docs/speed.md, "Where the step's time goes"), more
+costs tens of microseconds (docs/speed.md, "The CPU step kernel"), more
 than this Python bookkeeping, and what happens when a block ends (who leaves,
 whether everybody shares a block) needs host values anyway. So counters are
 Python lists and the few tensors a step needs are rebuilt only when windows

@@ -3,9 +3,9 @@
  * (A rows x L positions). Loaded by ../kernel.py (compiled on first use with the system's
  * C compiler); the tensor path in base.py stays the reference and the fallback.
  *
- * Why: at batch 1 on a CPU each of those ops costs 10-40 us right after a model
- * forward (the forward evicts the dispatcher's code and data from the caches),
- * which on a small model is more than 5% of a step. This loop touches little code.
+ * Why: at batch 1 on a CPU each of those ops pays the dispatcher's cost, high right
+ * after a model forward (which evicts its code and data from the caches); this loop
+ * touches little code. scripts/measure_step_paths.py measures the difference.
  *
  * Semantics (the same as the tensor path, tested against it):
  *   x0   = argmax of the logits with mask_id excluded, the first index on ties;
