@@ -71,36 +71,31 @@ def sampler_class(name: str) -> type:
 
 
 def sampler_params(name: str) -> dict[str, Any]:
-    """Parameter names of a sampler with their defaults.
+    """Parameter names of a sampler with their defaults."""
+    return _params_of(sampler_class(name))
 
-    Samplers built on `BlockSampler` declare them in a ``Config`` dataclass;
-    others as keyword-only arguments of ``__init__``.
-    """
-    cls = sampler_class(name)
+
+def _params_of(cls: type) -> dict[str, Any]:
+    """Samplers built on `BlockSampler` declare their params in ``Config`` / ``Engine`` dataclasses;
+    others as keyword-only arguments of ``__init__``."""
     if hasattr(cls, "param_defaults"):
         return cls.param_defaults()
     sig = inspect.signature(cls.__init__)
-    return {
-        p.name: p.default
-        for p in sig.parameters.values()
-        if p.name != "self" and p.kind is p.KEYWORD_ONLY
-    }
+    return {p.name: p.default for p in sig.parameters.values() if p.name != "self" and p.kind is p.KEYWORD_ONLY}
 
 
-def get_sampler(name: str, **params: Any):
-    """Build sampler ``name`` with ``params``; unknown names or params raise ValueError.
-
-    String values (from a command line) are converted to the type of the
-    parameter's default (`dpbench.params.coerce`: one bool parser everywhere).
-    """
-    cls = sampler_class(name)
-    valid = sampler_params(name)
-    unknown = sorted(set(params) - set(valid))
+def _resolve(name: str, params: dict[str, Any] | None, task) -> tuple[type, dict[str, Any]]:
+    cls = sampler_class(name)  # the one place a name or alias becomes a class
+    valid = _params_of(cls)
+    user = dict(params or {})
+    if isinstance(user.get("cache"), str) and ("+" in user["cache"] or user["cache"] == "graph"):
+        user.update(cache_spec(user.pop("cache")))
+    base = {k: v for k, v in task.params_for(cls.name).items() if k in valid} if task is not None else {}
+    merged = {**base, **user}
+    unknown = sorted(set(merged) - set(valid))
     if unknown:
-        raise ValueError(
-            f"unknown parameter(s) {', '.join(unknown)} for sampler {cls.name!r}; valid: {', '.join(valid)}"
-        )
-    return cls(**{k: coerce(k, v, valid[k]) for k, v in params.items()})
+        raise ValueError(f"unknown parameter(s) {', '.join(unknown)} for sampler {cls.name!r}; valid: {', '.join(valid)}")
+    return cls, {k: coerce(k, v, valid[k]) for k, v in merged.items()}
 
 
 def resolve_params(name: str, params: dict[str, Any] | None = None, *, task=None) -> tuple[str, dict[str, Any]]:
@@ -108,24 +103,21 @@ def resolve_params(name: str, params: dict[str, Any] | None = None, *, task=None
 
     The alias is resolved once; the task's defaults for that sampler come first (only those
     it accepts: ``steps`` is baseline's, a threshold sampler would refuse it), then the
-    user's ``params`` (CLI strings are fine; ``cache=dual+16`` / ``cache=graph`` are read as
-    `dpbench.params.cache_spec` spells them). Unknown names and params raise ValueError
-    naming the valid ones.
+    user's ``params`` (CLI strings are fine, typed by `dpbench.params.coerce`; ``cache=dual+16``
+    / ``cache=graph`` are read as `dpbench.params.cache_spec` spells them). Unknown names and
+    params raise ValueError naming the valid ones.
     """
-    canonical = sampler_class(name).name
-    valid = sampler_params(canonical)
-    user = dict(params or {})
-    if isinstance(user.get("cache"), str) and ("+" in user["cache"] or user["cache"] == "graph"):
-        user.update(cache_spec(user.pop("cache")))
-    base = {k: v for k, v in task.params_for(canonical).items() if k in valid} if task is not None else {}
-    merged = {**base, **user}
-    unknown = sorted(set(merged) - set(valid))
-    if unknown:
-        raise ValueError(f"unknown parameter(s) {', '.join(unknown)} for sampler {canonical!r}; valid: {', '.join(valid)}")
-    return canonical, {k: coerce(k, v, valid[k]) for k, v in merged.items()}
+    cls, typed = _resolve(name, params, task)
+    return cls.name, typed
 
 
 def build_sampler(name: str, params: dict[str, Any] | None = None, *, task=None):
-    """`get_sampler` after `resolve_params`: what every command uses to build its sampler."""
-    canonical, resolved = resolve_params(name, params, task=task)
-    return get_sampler(canonical, **resolved)
+    """The sampler `resolve_params` describes: what every command uses to build its sampler."""
+    cls, typed = _resolve(name, params, task)
+    return cls(**typed)
+
+
+def get_sampler(name: str, **params: Any):
+    """Build sampler ``name`` with ``params`` (`build_sampler` without task defaults); unknown
+    names or params raise ValueError, strings are typed like the parameter's default."""
+    return build_sampler(name, params)
