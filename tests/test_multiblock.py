@@ -168,16 +168,18 @@ def arith():
 
 
 def _check(lm, prompts, G, L, early_stop, settings=SETTINGS, **cache):
+    """Both step paths (the C kernel's rule and the tensor select) against the reference."""
     overwrote = 0
     engine = {"cache": "prefix", "cache_delay": cache["delay"], "refresh_interval": cache.get("refresh", 0)} if cache else {}
     for thr, add, dec in settings:
-        smp = get_sampler("multiblock", gen_length=G, block_length=L, threshold=thr, block_add_threshold=add,
-                          decoded_token_threshold=dec, early_stop=early_stop, **engine)
+        smps = [get_sampler("multiblock", gen_length=G, block_length=L, threshold=thr, block_add_threshold=add,
+                            decoded_token_threshold=dec, early_stop=early_stop, step_kernel=k, **engine) for k in (True, False)]
         for ids in prompts:
             want, n, ow = reference(lm, ids, G, L, thr, add, dec, early_stop, **cache)
-            got = smp.generate(lm, ids)
-            assert got.sequences[0].tolist() == want.tolist(), (thr, add, dec, early_stop)
-            assert int(got.nfe[0]) == n
+            for smp in smps:
+                got = smp.generate(lm, ids)
+                assert got.sequences[0].tolist() == want.tolist(), (thr, add, dec, early_stop, smp.engine.step_kernel)
+                assert int(got.nfe[0]) == n
             overwrote += ow
     return overwrote
 
@@ -244,10 +246,10 @@ def test_a_cache_that_never_freezes_is_no_cache(arith):
 
 
 @pytest.mark.parametrize("early_stop", [False, True])
-@pytest.mark.parametrize("cache", [{}, {"cache": "prefix", "cache_delay": 1}])
+@pytest.mark.parametrize("cache", [{}, {"cache": "prefix", "cache_delay": 1}, {"step_kernel": False}])
 def test_a_batch_gives_each_sample_what_it_gets_alone(arith, tiny_lm, eos_prone_lm, char_tokenizer, early_stop, cache):
     randoms = (tiny_lm, eos_prone_lm)
-    if cache:
+    if cache.get("cache"):
         # Padding changes fp32 rounding (~1e-8); the random sharpened models have near-ties that such
         # noise can flip once a cache keeps stale keys around, so they run in float64 here.
         randoms = tuple(_double(lm) for lm in randoms)
@@ -291,3 +293,23 @@ def test_goes_below_the_single_block_floor(arith):
 def test_bad_params_are_refused(params, match):
     with pytest.raises(ValueError, match=match):
         get_sampler("d3llm", **params)
+
+
+def test_the_cpu_kernel_runs_the_whole_step(arith, monkeypatch):
+    """On a CPU at temperature 0 the rule, the per-block counts and the EOS scan run in one C call."""
+    import shutil
+
+    from dpbench.samplers.kernel import step_kernel
+    from dpbench.samplers.multiblock import MultiBlockSampler
+
+    if shutil.which("cc") is None or step_kernel() is None:
+        pytest.skip("no C compiler: the step kernel cannot be built here (the tensor path is tested above)")
+    lm, tok, texts = arith
+    calls = []
+    real = MultiBlockSampler.select
+    monkeypatch.setattr(MultiBlockSampler, "select", lambda self, s: calls.append(1) or real(self, s))
+    enc = tok(texts, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False)
+    get_sampler("multiblock", gen_length=64, block_length=16, early_stop=True).generate(lm, enc.input_ids, enc.attention_mask)
+    assert calls == []
+    get_sampler("multiblock", gen_length=64, block_length=16, step_kernel=False).generate(lm, enc.input_ids, enc.attention_mask)
+    assert calls

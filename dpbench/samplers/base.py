@@ -155,6 +155,10 @@ class BlockSampler:
         gets None unless it also says which rule it follows."""
         return None
 
+    def window_width(self) -> int:
+        """The widest window the policy hands a step (the C kernel holds a limited width)."""
+        return self.config.block_length
+
     def window_policy(self, B: int, P: int, lm: DiffusionLM) -> Policy:
         """Which positions each of B samples (prompts of P positions) may commit at each step:
         LLaDA's current block."""

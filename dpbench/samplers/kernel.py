@@ -35,7 +35,8 @@ import torch
 
 SOURCE = Path(__file__).with_name("kernels") / "step.c"
 # The one definition of the rule ids and the block limit; step.c receives them as -D flags.
-RULES = {"entropy_threshold": 1, "confidence_threshold": 2, "top_k_confidence": 3, "entropy_bound": 4}
+RULES = {"entropy_threshold": 1, "confidence_threshold": 2, "top_k_confidence": 3, "entropy_bound": 4,
+         "entropy_threshold_forced": 5}
 MAX_BLOCK = 1024  # positions of one row's block the kernel's stack buffers hold
 FLAGS = ("-O2", "-shared", "-fPIC", *(f"-D{k.upper()}={v}" for k, v in RULES.items()), f"-DMAX_BLOCK={MAX_BLOCK}")
 MODES = ("auto", "on", "off")
@@ -48,7 +49,9 @@ class KernelRule:
     - ``entropy_threshold``: commit masked positions with entropy <= ``param``, and the lowest;
     - ``confidence_threshold``: confidence >= ``param``, and the highest;
     - ``top_k_confidence``: the k most confident, k = ``k_schedule[step in block]``;
-    - ``entropy_bound``: lowest entropies first while their sum less the largest <= ``param``.
+    - ``entropy_bound``: lowest entropies first while their sum less the largest <= ``param``;
+    - ``entropy_threshold_forced``: as ``entropy_threshold``, and a per-row forced range that got
+      nothing gets its lowest-entropy masked position (``multiblock``).
     """
 
     kind: str
@@ -68,7 +71,8 @@ class StepKernel:
     def __init__(self, lib: ctypes.CDLL) -> None:
         fn = lib.dp_step
         i64, ptr = ctypes.c_int64, ctypes.c_void_p
-        fn.argtypes = [ptr, i64, i64, i64, i64, i64, ptr, i64, i64, ctypes.c_int32, ctypes.c_double, ptr, ptr]
+        fn.argtypes = [ptr, i64, i64, i64, i64, i64, ptr, i64, i64, ctypes.c_int32, ctypes.c_double, ptr, ptr,
+                       ptr, ptr, i64, ptr, ptr, i64, ptr]
         fn.restype = i64
         self._fn = fn
 
@@ -78,11 +82,16 @@ class StepKernel:
         return tokens.device.type == "cpu" and tokens.dtype == torch.long and 0 < block_length <= MAX_BLOCK
 
     def __call__(
-        self, logits: torch.Tensor, tokens: torch.Tensor, mask_id: int, rule: KernelRule, steps: list[int] | None = None
-    ) -> list[bool]:
+        self, logits: torch.Tensor, tokens: torch.Tensor, mask_id: int, rule: KernelRule, steps: list[int] | None = None,
+        *, hi: list[int] | None = None, forced: list[tuple[int, int]] | None = None, chunk: int = 0,
+        eos: tuple[int, ...] = (),
+    ):
         """Commit this step's tokens into ``tokens`` (A, L) (a view, written in place) from ``logits``
         (A, L, V); returns, per row, whether masks are left. ``steps`` (each row's step in its block)
-        is needed by ``top_k_confidence`` only."""
+        is needed by ``top_k_confidence`` only. ``hi``: per row, only positions below it may be
+        committed; ``forced``: per row, ``entropy_threshold_forced``'s range. With ``chunk`` or
+        ``eos`` it returns ``(left, counts, first_eos)``: masks left per ``chunk`` positions of each
+        row, and each row's first position holding an ``eos`` id (L if none)."""
         A, L, V = logits.shape
         if logits.dtype != torch.float32:
             logits = logits.float()  # bf16 / fp16 models on a CPU: one extra op
@@ -93,18 +102,30 @@ class StepKernel:
                              f"on {logits.device} and {tuple(tokens.shape)} {tokens.dtype} on {tokens.device}")
         if tokens.stride(1) != 1:
             raise ValueError(f"tokens must be contiguous along the block, got strides {tokens.stride()}")
+        if chunk and L % chunk:
+            raise ValueError(f"chunk must divide the window ({L}), got {chunk}")
+        i64s = ctypes.c_int64
         k = None
         if rule.k_schedule:
             if steps is None:
                 raise ValueError("top_k_confidence needs each row's step in its block, got steps=None")
             sched, last = rule.k_schedule, len(rule.k_schedule) - 1
-            k = (ctypes.c_int64 * A)(*(sched[min(s, last)] for s in steps))
+            k = (i64s * A)(*(sched[min(s, last)] for s in steps))
         left = (ctypes.c_int8 * A)()  # per call: threads may decode side by side
+        lim = None if hi is None else (i64s * A)(*hi)
+        rng = None if forced is None else (i64s * (2 * A))(*(v for pair in forced for v in pair))
+        counts = (i64s * (A * (L // chunk)))() if chunk else None
+        ids = (i64s * len(eos))(*eos) if eos else None
+        first = (i64s * A)() if eos else None
         n = self._fn(logits.data_ptr(), A, L, V, logits.stride(0), logits.stride(1), tokens.data_ptr(), tokens.stride(0),
-                     mask_id, RULES[rule.kind], rule.param, k, left)
+                     mask_id, RULES[rule.kind], rule.param, k, left, lim, rng, chunk, counts, ids, len(eos), first)
         if n < 0:
             raise RuntimeError(f"step kernel refused its input (code {n}): block length {L}, rule {rule.kind!r}")
-        return [True] * A if n == A else [bool(v) for v in left]
+        flags = [True] * A if n == A else [bool(v) for v in left]
+        if not (chunk or eos):
+            return flags
+        per = L // chunk if chunk else 0
+        return flags, [list(counts[a * per : (a + 1) * per]) for a in range(A)] if chunk else None, list(first) if eos else None
 
 
 def step_kernel() -> StepKernel | None:
@@ -129,21 +150,33 @@ def kernel_status() -> str:
 
 
 def _built() -> tuple[StepKernel | None, str]:
-    """The kernel for the current ``$CC`` and cache directory (built once per pair)."""
-    return _load(os.environ.get("CC", "cc"), _cache_dir())
+    """The kernel for the current ``$CC`` and cache directory (built once per pair). Every
+    `generate` asks, so the lookup is keyed by the raw environment strings (no path work)."""
+    env = os.environ
+    return _built_for(env.get("CC", "cc"), env.get("DPBENCH_CACHE_DIR"), env.get("XDG_CACHE_HOME"))
+
+
+@lru_cache(maxsize=None)
+def _built_for(cc: str, cache_env: str | None, xdg: str | None) -> tuple[StepKernel | None, str]:
+    return _load(cc, _cache_dir(cache_env, xdg))
 
 
 def _mode() -> str:
-    mode = os.environ.get("DPBENCH_STEP_KERNEL", "auto").strip().lower() or "auto"
+    return _parse_mode(os.environ.get("DPBENCH_STEP_KERNEL", "auto"))
+
+
+@lru_cache(maxsize=None)
+def _parse_mode(raw: str) -> str:
+    mode = raw.strip().lower() or "auto"
     if mode not in MODES:
         raise ValueError(f"DPBENCH_STEP_KERNEL must be one of {', '.join(MODES)}, got {mode!r}")
     return mode
 
 
-def _cache_dir() -> Path:
-    if os.environ.get("DPBENCH_CACHE_DIR"):
-        return Path(os.environ["DPBENCH_CACHE_DIR"])
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "dpbench"
+def _cache_dir(cache_env: str | None = None, xdg: str | None = None) -> Path:
+    if cache_env:
+        return Path(cache_env)
+    return Path(xdg or Path.home() / ".cache") / "dpbench"
 
 
 @lru_cache(maxsize=None)

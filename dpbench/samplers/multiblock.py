@@ -36,6 +36,7 @@ from dataclasses import dataclass
 import torch
 
 from .base import BlockConfig, BlockSampler, EngineConfig, StepInputs
+from .kernel import KernelRule
 from .registry import register_sampler
 from .window import Policy
 
@@ -85,7 +86,7 @@ class MultiBlock(Policy):
                  mask_id: int, eos_ids: tuple[int, ...], eos_fill: int) -> None:
         super().__init__(B, P, G, device)
         self.L, self.nb, self.cfg, self.mask_id, self.eos_fill = L, G // L, cfg, mask_id, eos_fill
-        self.eos_ids = torch.tensor(list(eos_ids), device=device)
+        self.eos_ids = tuple(eos_ids)
         self.cnt = [[L] + [0] * (self.nb - 1) for _ in range(B)]
         self.full = [[1.0 >= cfg.decoded_token_threshold] + [False] * (self.nb - 1) for _ in range(B)]
         self.made = [1] * B
@@ -96,14 +97,14 @@ class MultiBlock(Policy):
         self._fill: dict[int, torch.Tensor] = {}  # sample -> masks after its first EOS before this iteration's fill
         self.eos_made: dict[int, list[int]] = {}  # sample -> blocks its EOS fill created (done at once)
         self.eos_t: dict[int, int] = {}  # sample -> the iteration of that fill
-        self._x: torch.Tensor | None = None
+        self._key: tuple | None = None  # what the current window was built from (reused while it holds)
         self._prepare()
 
     # -- iteration start ----------------------------------------------------------------
     def _prepare(self, x: torch.Tensor | None = None) -> None:
         """The reference's iteration start for every active sample, then the window."""
         done, lo, hi, forced = [], [], [], []
-        self._fill = {}
+        self._fill, self._touched = {}, False
         for i in self.active:
             if self.cfg.early_stop and self.eos[i] is not None and not self._early_stop(i, x):
                 done.append(i)  # nothing left to decode once the fill is done: no forward
@@ -120,9 +121,14 @@ class MultiBlock(Policy):
         W = max(h - l for l, h in zip(lo, hi))
         slid = [min(a, self.G - W) for a in lo]  # every row runs W positions; near the end the window slides left
         ends = [h - s for h, s in zip(hi, slid)]
-        self.window = self.window_for(slid, W, None if all(e == W for e in ends) else ends)
         f = [(a - s, b - s) if a is not None else (0, 0) for (a, b), s in zip(forced, slid)]
-        self.window.forced = torch.tensor(f, device=self.dev) if any(b > a for a, b in f) else None
+        key = (tuple(self.active), tuple(slid), W, tuple(ends), tuple(f))
+        if key == self._key and not self._touched and not self._fill:
+            return  # the same window as last iteration, and only the step changed its tokens: keep it
+        self._key = key
+        win = self.window = self.window_for(slid, W, None if all(e == W for e in ends) else ends)
+        win.forced_ranges = f if any(b > a for a, b in f) else None
+        win.chunk, win.eos = self.L, self.eos_ids if self.cfg.early_stop else ()
 
     def _activate(self, i: int) -> None:
         cnt, full, L, thr = self.cnt[i], self.full[i], self.L, self.cfg.decoded_token_threshold
@@ -160,7 +166,7 @@ class MultiBlock(Policy):
         else:
             if self.refill[i]:  # tokens committed after the EOS last iteration become EOS again
                 x[i, P + e + 1 :] = self.eos_fill
-                self.refill[i] = False
+                self.refill[i], self._touched = False, True
             before = self.real[i][eb]
         cnt, full = self.cnt[i], self.full[i]
         for b in range(eb + 1, self.nb):
@@ -192,18 +198,11 @@ class MultiBlock(Policy):
     # -- after the step -----------------------------------------------------------------------
     def advance(self, left: list[bool], tokens: torch.Tensor, x: torch.Tensor, name: str) -> None:
         self.t += 1
-        win, L, A = self.window, self.L, len(self.active)
-        masks = (tokens == self.mask_id).view(A, win.width // L, L).sum(-1)
-        stats = masks
-        if self.cfg.early_stop:
-            j = torch.arange(win.width, device=tokens.device)
-            first = torch.where(torch.isin(tokens, self.eos_ids), j, win.width).amin(-1, keepdim=True)
-            stats = torch.cat([masks, first], dim=1)
-        stats = stats.tolist()  # the one host sync of an iteration
+        win, L = self.window, self.L
         done = []
         for k, i in enumerate(self.active):
             b0 = win.lo[k] // L
-            row, cnt, real = stats[k], self.cnt[i], self.real[i]
+            row, cnt, real = win.counts[k], self.cnt[i], self.real[i]
             moved = 0
             for c in range(win.width // L):
                 b, now = b0 + c, row[c]
@@ -223,8 +222,8 @@ class MultiBlock(Policy):
                 for b in range(eb + 1, self.nb):
                     real[b] = 0
                 self.split[i], self.refill[i] = False, True
-            if self.cfg.early_stop and row[-1] < win.width:
-                e = win.lo[k] + row[-1]
+            if self.cfg.early_stop and win.first_eos[k] < win.width:
+                e = win.lo[k] + win.first_eos[k]
                 if self.eos[i] is None or e < self.eos[i]:
                     self.eos[i], self.split[i], self.refill[i] = e, True, False
             if sum(real) == 0:
@@ -250,6 +249,12 @@ class MultiBlockSampler(BlockSampler):
 
             return FrozenPrefix(lm, attn, eng.cache_delay, eng.refresh_interval, B)
         return super().forward_strategy(lm, attn, B)
+
+    def window_width(self) -> int:
+        return self.config.gen_length
+
+    def kernel_rule(self) -> KernelRule:
+        return KernelRule("entropy_threshold_forced", self.config.threshold)
 
     def window_policy(self, B: int, P: int, lm) -> MultiBlock:
         cfg = self.config

@@ -123,7 +123,27 @@ class TensorStep:
         if self.trace is not None:
             record(self.trace, win, commit, s, policy.t + 1)
         self.is_mask = is_mask = tokens == self.mask_id
-        return (is_mask if limit is None else is_mask & limit).any(1).tolist()  # the one host sync of a step
+        left = (is_mask if limit is None else is_mask & limit).any(1)
+        if not (win.chunk or win.eos):
+            return left.tolist()  # the one host sync of a step
+        return _stats(win, tokens, is_mask, left)
+
+
+def _stats(win: Window, tokens: torch.Tensor, is_mask: torch.Tensor, left: torch.Tensor) -> list[bool]:
+    """Masks left per chunk and the first EOS position, for a window that asks for them (one sync)."""
+    A, W = tokens.shape
+    parts = [left[:, None].long()]
+    if win.chunk:
+        parts.append(is_mask.view(A, W // win.chunk, win.chunk).sum(-1))
+    if win.eos:
+        j = torch.arange(W, device=tokens.device)
+        hit = torch.isin(tokens, torch.tensor(win.eos, device=tokens.device))
+        parts.append(torch.where(hit, j, W).amin(-1, keepdim=True))
+    rows = torch.cat(parts, dim=1).tolist()
+    n = W // win.chunk if win.chunk else 0
+    win.counts = [r[1 : 1 + n] for r in rows] if win.chunk else None
+    win.first_eos = [r[-1] for r in rows] if win.eos else None
+    return [bool(r[0]) for r in rows]
 
 
 class KernelStep:
@@ -133,7 +153,15 @@ class KernelStep:
         self.kernel, self.rule, self.mask_id = kernel, rule, mask_id
 
     def __call__(self, logits: torch.Tensor, tokens: torch.Tensor, win: Window, policy: Policy) -> list[bool]:
-        return self.kernel(logits, tokens, self.mask_id, self.rule, policy.steps() if self.rule.k_schedule else None)
+        steps = policy.steps() if self.rule.k_schedule else None
+        if not (win.chunk or win.eos or win.hi or win.forced_ranges):
+            return self.kernel(logits, tokens, self.mask_id, self.rule, steps)
+        out = self.kernel(logits, tokens, self.mask_id, self.rule, steps, hi=win.hi, forced=win.forced_ranges,
+                          chunk=win.chunk, eos=win.eos)
+        if not (win.chunk or win.eos):
+            return out
+        left, win.counts, win.first_eos = out
+        return left
 
 
 def step_strategy(sampler, lm, x: torch.Tensor, *, trace=None, generator=None):
@@ -141,7 +169,7 @@ def step_strategy(sampler, lm, x: torch.Tensor, *, trace=None, generator=None):
     applies (CPU, temperature 0, no trace, ``step_kernel`` on), else the tensor path."""
     cfg, eng = sampler.config, sampler.engine
     rule = sampler.kernel_rule() if eng.step_kernel and cfg.temperature == 0 and trace is None else None
-    kernel = step_kernel() if rule is not None and StepKernel.accepts(x, cfg.block_length) else None
+    kernel = step_kernel() if rule is not None and StepKernel.accepts(x, sampler.window_width()) else None
     if kernel is not None:
         return KernelStep(kernel, rule, lm.mask_id)
     return TensorStep(sampler, lm.mask_id, cfg.temperature, generator, trace)

@@ -48,7 +48,14 @@ class Window:
     writes back.
     """
 
-    forced: torch.Tensor | None = None  # a policy may attach per-row data for its rule (multiblock: (A, 2) ranges)
+    # What a policy may ask of the step beyond committing (multiblock does): per-row ranges for its
+    # rule (``forced_ranges``), the masks left per ``chunk`` positions and the first position of an
+    # ``eos`` id after the step; the step leaves them in ``counts`` and ``first_eos`` (host lists).
+    forced_ranges: list[tuple[int, int]] | None = None
+    chunk: int = 0
+    eos: tuple[int, ...] = ()
+    counts: list[list[int]] | None = None
+    first_eos: list[int] | None = None
 
     def __init__(self, rows: list[int], lo: list[int], width: int, *, B: int, P: int, N: int,
                  device: torch.device, hi: list[int] | None = None) -> None:
@@ -71,6 +78,11 @@ class Window:
         """(A, W) positions in the flattened (B, N) sequence: one gather and one scatter per step."""
         rows = torch.tensor(self.rows, device=self.dev)[:, None]
         return rows * self.N + self.P + self.cols
+
+    @_lazy
+    def forced(self) -> torch.Tensor | None:
+        """(A, 2) long: ``forced_ranges`` as a tensor (None if there are none)."""
+        return None if self.forced_ranges is None else torch.tensor(self.forced_ranges, device=self.dev)
 
     @_lazy
     def limit(self) -> torch.Tensor | None:

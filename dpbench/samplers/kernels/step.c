@@ -20,7 +20,7 @@
 /* Rule ids and the block limit come from ../kernel.py (RULES, MAX_BLOCK) as -D flags at build
  * time, so Python and C cannot disagree; tests/test_step_kernel.py checks the names match. */
 #if !defined(ENTROPY_THRESHOLD) || !defined(CONFIDENCE_THRESHOLD) || !defined(TOP_K_CONFIDENCE) || \
-    !defined(ENTROPY_BOUND) || !defined(MAX_BLOCK)
+    !defined(ENTROPY_BOUND) || !defined(ENTROPY_THRESHOLD_FORCED) || !defined(MAX_BLOCK)
 #error "build through dpbench/samplers/kernel.py: it passes the rule ids and MAX_BLOCK"
 #endif
 
@@ -49,11 +49,17 @@ static void position_stats(const float *l, int64_t V, int64_t mask_id, int64_t *
 /* logits: A rows x L positions x V entries, strides la, ll (elements; entries contiguous).
  * tokens: A rows x L positions (int64, row stride ta); committed tokens are written here.
  * rule / param: a rule id (kernel.py RULES) with its threshold, or gamma; k: per row, for TOP_K_CONFIDENCE.
- * left: per row, 1 if masks remain after this step. Returns the number of such rows,
- * -1 if L exceeds MAX_BLOCK, -2 for an unknown rule (the caller checks both beforehand). */
+ * hi: per row, only positions j < hi[a] may be committed (NULL: all L); forced: per row a range
+ *   [forced[2a], forced[2a+1]) for ENTROPY_THRESHOLD_FORCED (empty or NULL: none).
+ * left: per row, 1 if masks remain (below hi) after this step.
+ * chunk > 0: counts[a * (L / chunk) + c] = masks left in positions [c * chunk, (c + 1) * chunk).
+ * eos (n_eos ids) and first_eos: per row, the first position holding an EOS id after the step, or L.
+ * Returns the number of rows with masks left, -1 if L exceeds MAX_BLOCK, -2 for an unknown rule
+ * (the caller checks both beforehand). */
 int64_t dp_step(const float *logits, int64_t A, int64_t L, int64_t V, int64_t la, int64_t ll,
                 int64_t *tokens, int64_t ta, int64_t mask_id, int32_t rule, double param,
-                const int64_t *k, int8_t *left) {
+                const int64_t *k, int8_t *left, const int64_t *hi, const int64_t *forced,
+                int64_t chunk, int64_t *counts, const int64_t *eos, int64_t n_eos, int64_t *first_eos) {
     if (L > MAX_BLOCK) return -1;
     int64_t x0[MAX_BLOCK], idx[MAX_BLOCK];
     double conf[MAX_BLOCK], ent[MAX_BLOCK];
@@ -61,32 +67,39 @@ int64_t dp_step(const float *logits, int64_t A, int64_t L, int64_t V, int64_t la
     int64_t rows_left = 0;
     for (int64_t a = 0; a < A; a++) {
         int64_t *tok = tokens + a * ta;
-        int64_t n = 0; /* masked positions of this row, in block order */
+        int64_t lim = hi ? hi[a] : L;
+        int64_t n = 0; /* positions this row may commit (masked, below lim), in window order */
         for (int64_t j = 0; j < L; j++) {
             pick[j] = 0;
-            if (tok[j] != mask_id) continue;
+            if (j >= lim || tok[j] != mask_id) continue;
             position_stats(logits + a * la + j * ll, V, mask_id, &x0[j], &conf[j], &ent[j]);
             idx[n++] = j;
         }
-        if (n == 0) {
-            left[a] = 0;
-            continue;
-        }
-        if (rule == ENTROPY_THRESHOLD || rule == CONFIDENCE_THRESHOLD) {
+        if (n > 0 && (rule == ENTROPY_THRESHOLD || rule == CONFIDENCE_THRESHOLD || rule == ENTROPY_THRESHOLD_FORCED)) {
             /* Commit every certain-enough position, and always the most certain one (first on ties). */
             int64_t best = idx[0];
             for (int64_t i = 0; i < n; i++) {
                 int64_t j = idx[i];
-                if (rule == ENTROPY_THRESHOLD) {
-                    pick[j] = ent[j] <= param;
-                    if (ent[j] < ent[best]) best = j;
-                } else {
+                if (rule == CONFIDENCE_THRESHOLD) {
                     pick[j] = conf[j] >= param;
                     if (conf[j] > conf[best]) best = j;
+                } else {
+                    pick[j] = ent[j] <= param;
+                    if (ent[j] < ent[best]) best = j;
                 }
             }
             pick[best] = 1;
-        } else if (rule == TOP_K_CONFIDENCE) {
+            if (rule == ENTROPY_THRESHOLD_FORCED && forced && forced[2 * a + 1] > forced[2 * a]) {
+                /* multiblock: the forced range gets its lowest-entropy position if it got nothing. */
+                int64_t fa = forced[2 * a], fb = forced[2 * a + 1], got = 0, fbest = -1;
+                for (int64_t j = fa; j < fb && j < L; j++) got |= pick[j];
+                for (int64_t i = 0; i < n && !got; i++) {
+                    int64_t j = idx[i];
+                    if (j >= fa && j < fb && (fbest < 0 || ent[j] < ent[fbest])) fbest = j;
+                }
+                if (fbest >= 0) pick[fbest] = 1;
+            }
+        } else if (n > 0 && rule == TOP_K_CONFIDENCE) {
             /* The k most confident, ties to the earlier position (a stable descending sort's first k). */
             int64_t want = k[a] < n ? k[a] : n;
             for (int64_t c = 0; c < want; c++) {
@@ -97,7 +110,7 @@ int64_t dp_step(const float *logits, int64_t A, int64_t L, int64_t V, int64_t la
                 }
                 pick[best] = 1;
             }
-        } else if (rule == ENTROPY_BOUND) {
+        } else if (n > 0 && rule == ENTROPY_BOUND) {
             /* Stable insertion sort of the masked positions by entropy, then the prefix whose
              * entropies, less the largest (the current one), sum to <= gamma. The running sum
              * and the subtraction are done in the order the tensor path's cumsum does them. */
@@ -115,14 +128,22 @@ int64_t dp_step(const float *logits, int64_t A, int64_t L, int64_t V, int64_t la
                 run += ent[j];
                 pick[j] = run - ent[j] <= param;
             }
-        } else {
+        } else if (n > 0) {
             return -2;
         }
-        int64_t still = 0;
+        int64_t still = 0, first = L;
         for (int64_t j = 0; j < L; j++) {
             if (pick[j]) tok[j] = x0[j];
-            else still += tok[j] == mask_id;
+            int64_t masked = tok[j] == mask_id;
+            if (j < lim) still += masked;
+            if (chunk > 0) {
+                if (j % chunk == 0) counts[a * (L / chunk) + j / chunk] = 0;
+                counts[a * (L / chunk) + j / chunk] += masked;
+            }
+            for (int64_t e = 0; e < n_eos && first == L; e++)
+                if (tok[j] == eos[e]) first = j;
         }
+        if (first_eos) first_eos[a] = first;
         left[a] = still > 0;
         rows_left += still > 0;
     }
