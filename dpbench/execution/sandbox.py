@@ -55,7 +55,7 @@ _HERE = Path(__file__).resolve().parent
 _JUDGE_MARGIN_S = 90.0  # beyond the program's timeout: judge and interpreter start-up on a loaded machine
 
 
-class SandboxError(RuntimeError):
+class SandboxError(OSError):
     """The sandbox itself failed (not the program): no verdict can be given."""
 
 
