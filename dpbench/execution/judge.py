@@ -1,6 +1,6 @@
 """The judge: a trusted process that runs one program in the sandbox and decides its verdict.
 
-Started by the scorer as ``python -I judge.py`` (root or not), it reads one job
+Started by the scorer as ``python -I -S judge.py`` (root or not), it reads one job
 (JSON) on stdin and writes one result (JSON) on stdout. It
 
 1. starts the sandboxed worker (`_boot.py` after `wire.py`) in the isolation the
@@ -232,15 +232,23 @@ class Worker:
             self._drain(fd)
         return bool(w)
 
-    def close(self) -> int | None:
-        """Kill everything the program started; its exit status (None if it had to be killed)."""
+    def close(self, grace: float = 0.0) -> int | None:
+        """Kill everything the program started; its exit status (None if it had to be killed).
+
+        ``grace``: seconds to let the worker exit by itself first (after its program-mode report).
+        """
         rc = None
         if self.pid:
-            try:
-                pid, st = os.waitpid(self.pid, os.WNOHANG)
-                rc = os.waitstatus_to_exitcode(st) if pid else None
-            except ChildProcessError:
-                pid = self.pid
+            until = time.monotonic() + grace
+            while True:
+                try:
+                    pid, st = os.waitpid(self.pid, os.WNOHANG)
+                except ChildProcessError:
+                    pid, st = self.pid, None
+                rc = os.waitstatus_to_exitcode(st) if pid and st is not None else None
+                if pid or time.monotonic() >= until:
+                    break
+                time.sleep(0.002)
             if not pid:
                 if self.iso == "namespace":
                     os.kill(self.pid, signal.SIGKILL)  # PID 1: the kernel kills the whole namespace
@@ -349,7 +357,7 @@ def run(job: dict) -> dict:
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         res["seconds"] = time.monotonic() - t0 if t0 is not None else 0.0
-        rc = worker.close()
+        rc = worker.close(grace=1.0 if job["mode"] == "program" and res["status"] != "timed_out" else 0.0)
     if res["reason"] == "exited before the tests finished":
         res["reason"] += f" ({_how(rc)})"
     cap = job["capture_chars"]
@@ -362,6 +370,8 @@ def main() -> None:
     answer = os.dup(1)
     os.dup2(2, 1)  # the test's own prints go to stderr, never into the answer
     job = json.loads(sys.stdin.buffer.read())
+    # Started with -S: no .pth file of site-packages runs in this (root) process; the packages stay importable.
+    sys.path.extend(p for p in job.get("sys_path", []) if p not in sys.path)
     if job["isolation"] == "uid":
         nsroot.prctl(nsroot.PR_SET_CHILD_SUBREAPER, 1)  # forks that leave their group come back to us
     try:

@@ -236,7 +236,8 @@ def _judge(job: dict, mode: str, config: SandboxConfig) -> dict:
                 if uid is not None:
                     os.chown(scratch, uid, uid)
             try:
-                proc = subprocess.run([sys.executable, "-I", str(_HERE / "judge.py")], input=json.dumps(job).encode(),
+                job["sys_path"] = _site_dirs()
+                proc = subprocess.run([sys.executable, "-I", "-S", str(_HERE / "judge.py")], input=json.dumps(job).encode(),
                                       capture_output=True, timeout=job["timeout"] + _JUDGE_MARGIN_S, cwd="/")
             except subprocess.TimeoutExpired:
                 return {"status": "timed_out", "reason": "the judge did not answer in time", "mode": job["mode"]}
@@ -248,6 +249,12 @@ def _judge(job: dict, mode: str, config: SandboxConfig) -> dict:
     except json.JSONDecodeError:
         tail = proc.stderr.decode("utf-8", "replace").strip().splitlines()[-3:]
         return {"status": "error", "reason": f"the judge failed (exit {proc.returncode}): {' | '.join(tail)}"}
+
+
+def _site_dirs() -> list[str]:
+    import site
+
+    return [d for d in site.getsitepackages() if os.path.isdir(d)]
 
 
 class _no_lease:
