@@ -89,6 +89,8 @@ def _serve(ns):
 def _main():
     _send({"op": "ready"})
     job = _recv()
+    # Started with -S (no site-packages .pth files run); the environment's packages stay importable.
+    _sys.path.extend(p for p in job.get("sys_path", ()) if p not in _sys.path)
     if job.get("guard"):
         g = {}
         exec(job["guard"], g)

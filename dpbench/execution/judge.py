@@ -87,7 +87,7 @@ def _exec_worker(fds: list[int], job: dict, cwd: str, setsid: bool) -> None:
         os.chdir(cwd)
         env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": cwd, "TMPDIR": cwd, "LANG": "C.UTF-8",
                "OMP_NUM_THREADS": "1"}
-        os.execve(job["python"], [job["python"], "-I", "-c", job["boot"]], env)
+        os.execve(job["python"], [job["python"], "-I", "-S", "-c", job["boot"]], env)
     except BaseException as err:  # noqa: BLE001  (tell the judge why, on the worker's stderr)
         try:
             os.write(2, f"dpbench sandbox: could not start the worker: {type(err).__name__}: {err}\n".encode())
@@ -335,7 +335,8 @@ def run(job: dict) -> dict:
             raise SetupError(f"the sandboxed interpreter {job['python']} did not start: {' | '.join(err) or hello!r}")
         t0 = time.monotonic()
         deadline = t0 + job["timeout"]
-        worker.send({"op": "job", "mode": job["mode"], "source": job["source"], "guard": job.get("guard")}, deadline)
+        worker.send({"op": "job", "mode": job["mode"], "source": job["source"], "guard": job.get("guard"),
+                     "sys_path": job.get("sys_path", [])}, deadline)
         msg = worker.recv(deadline)
         if msg is not None and type(msg) is not dict:
             raise Abort("the program's channel carried something that is not a message")

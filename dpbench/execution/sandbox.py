@@ -254,7 +254,7 @@ def _judge(job: dict, mode: str, config: SandboxConfig) -> dict:
 def _site_dirs() -> list[str]:
     import site
 
-    return [d for d in site.getsitepackages() if os.path.isdir(d)]
+    return [d for d in site.getsitepackages() if os.path.isdir(d)]  # the judge's and the worker's sys.path
 
 
 class _no_lease:
