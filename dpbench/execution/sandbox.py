@@ -232,7 +232,8 @@ def _judge(job: dict, mode: str, config: SandboxConfig) -> dict:
             else:
                 scratch = tempfile.mkdtemp(prefix="dpbench-exec-")
                 job.update(scratch=scratch, ids=[uid, uid] if uid is not None else None)
-                job["python"] = _interpreter(config, (uid, uid)) if uid is not None else sys.executable
+                job["python"] = _interpreter(config, (uid, uid)) if uid is not None else \
+                    config.python or os.environ.get("DPBENCH_SANDBOX_PYTHON") or sys.executable
                 if uid is not None:
                     os.chown(scratch, uid, uid)
             try:
