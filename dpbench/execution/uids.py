@@ -26,7 +26,7 @@ import stat
 from collections.abc import Iterator
 from pathlib import Path
 
-DEFAULT_UID = 64000
+DEFAULT_UID = 66000  # clear of the 64000 + slot uids older dpbench versions use without leasing
 DEFAULT_COUNT = 1000  # uids DEFAULT_UID .. DEFAULT_UID + count - 1
 
 
