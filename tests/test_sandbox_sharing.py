@@ -158,3 +158,56 @@ def test_sandbox_setup_failure_is_an_error_not_a_verdict(monkeypatch):
     with pytest.raises(SandboxError, match="nonexistent"):
         run_program("pass\n", cfg)
     assert time.monotonic() - started < 60
+
+
+@needs_root
+def test_a_killed_scorer_leaves_no_judge_and_no_program(tmp_path):
+    """SIGKILL to `dpbench score` mid-program: its judges see their stdin close, kill the job; the sandbox's
+    init dies with the job (PDEATHSIG) and takes the program with it."""
+    import signal
+    import uuid
+
+    mark = f"DPBENCH_TEST_MARK={uuid.uuid4().hex}".encode()
+    comp = _write_jsonl(tmp_path / "c.jsonl", [{"task_id": "HumanEval/0", "completion": "    import time\n    time.sleep(60)\n"}])
+    env = {**os.environ, "DPBENCH_SANDBOX_UID": str(BASE + 200), mark.decode().split("=")[0]: mark.decode().split("=")[1]}
+    scorer = subprocess.Popen([sys.executable, "-m", "dpbench", "score", "humaneval", "--completions", str(comp),
+                               "--out", str(tmp_path / "s"), "--timeout", "120"], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def marked() -> list[int]:
+        found = []
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                if mark in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0") and int(pid) != scorer.pid:
+                    found.append(int(pid))
+            except OSError:
+                continue
+        return found
+
+    def program_running() -> bool:
+        return any(line.startswith("Uid:") and str(BASE + 200) in line.split()[1:]
+                   for pid in filter(str.isdigit, os.listdir("/proc"))
+                   for line in _status(pid))
+
+    try:
+        deadline = time.monotonic() + 120
+        while not program_running():
+            assert time.monotonic() < deadline and scorer.poll() is None, "the program never started"
+            time.sleep(0.1)
+        assert marked()  # the judge (and the job's fork) are running
+        scorer.send_signal(signal.SIGKILL)
+        scorer.wait()
+        deadline = time.monotonic() + 15
+        while marked() or program_running():
+            assert time.monotonic() < deadline, (marked(), program_running())
+            time.sleep(0.1)
+    finally:
+        if scorer.poll() is None:
+            scorer.kill()
+
+
+def _status(pid: str) -> list[str]:
+    try:
+        return Path(f"/proc/{pid}/status").read_text().splitlines()
+    except OSError:
+        return []

@@ -1,7 +1,8 @@
 """The judge: a trusted process that runs one program in the sandbox and decides its verdict.
 
-Started by the scorer as ``python -I -S judge.py`` (root or not), it reads one job
-(JSON) on stdin and writes one result (JSON) on stdout. It
+Started by the scorer as ``python -I -S judge.py`` (root or not) and kept for
+many jobs (`serve`): it reads jobs on stdin and answers each on stdout (frames
+of `wire.py`). Each job runs in a fresh fork of that clean process, which
 
 1. starts the sandboxed worker (`_boot.py` after `wire.py`) in the isolation the
    job names (``namespace``: new PID, mount, IPC, UTS and network namespaces, a
@@ -30,6 +31,7 @@ import select
 import signal
 import sys
 import time
+import traceback
 
 if __package__:
     from . import nsroot, trusted, wire
@@ -367,22 +369,72 @@ def run(job: dict) -> dict:
     return res
 
 
-def main() -> None:
-    answer = os.dup(1)
-    os.dup2(2, 1)  # the test's own prints go to stderr, never into the answer
-    job = json.loads(sys.stdin.buffer.read())
-    # Started with -S: no .pth file of site-packages runs in this (root) process; the packages stay importable.
-    sys.path.extend(p for p in job.get("sys_path", []) if p not in sys.path)
-    if job["isolation"] == "uid":
-        nsroot.prctl(nsroot.PR_SET_CHILD_SUBREAPER, 1)  # forks that leave their group come back to us
+def _one(job: dict, answer: int) -> None:
+    """In a fresh fork of the server: run one job, write its result frame to ``answer``, exit."""
     try:
-        result = run(job)
-    except SetupError as err:
-        result = {"status": "error", "reason": str(err)}
-    except OSError as err:
-        result = {"status": "error", "reason": f"the sandbox could not be started: {err}"}
-    os.write(answer, json.dumps(result).encode())
+        null = os.open("/dev/null", os.O_RDWR)
+        for fd in (0, 1, 2):  # the test's own prints go nowhere, never into an answer
+            os.dup2(null, fd)
+        # Started with -S: no .pth file of site-packages runs in this (root) process; the packages stay importable.
+        sys.path.extend(p for p in job.get("sys_path", []) if p not in sys.path)
+        if job["isolation"] == "uid":
+            nsroot.prctl(nsroot.PR_SET_CHILD_SUBREAPER, 1)  # forks that leave their group come back to us
+        try:
+            result = run(job)
+        except SetupError as err:
+            result = {"status": "error", "reason": str(err)}
+        except OSError as err:
+            result = {"status": "error", "reason": f"the sandbox could not be started: {err}"}
+        except Exception:  # noqa: BLE001  (a judge bug: say so, never a verdict)
+            result = {"status": "error", "reason": "the judge failed: " + traceback.format_exc(limit=4)[-1500:]}
+        data = wire.dumps(result)
+        while data:
+            data = data[os.write(answer, data):]
+    finally:
+        os._exit(0)
+
+
+def serve() -> None:
+    """Jobs (frames) on stdin, results (frames) on stdout, one fork per job: every job starts from this
+    clean process, and none sees another's state. Stdin closed (the scorer gone): kill the job, exit."""
+    frames = wire.FrameReader(1 << 31)
+    stdin = sys.stdin.buffer.fileno()
+    while True:
+        while (body := frames.next()) is None:
+            chunk = os.read(stdin, 1 << 16)
+            if not chunk:
+                return
+            frames.feed(chunk)
+        job = json.loads(body)
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(r)
+            _one(job, w)
+        os.close(w)
+        out = bytearray()
+        while True:
+            ready, _, _ = select.select([r, stdin], [], [])
+            if r in ready:
+                chunk = os.read(r, 1 << 16)
+                if not chunk:
+                    break
+                out += chunk
+            elif stdin in ready:
+                chunk = os.read(stdin, 1 << 16)
+                if not chunk:  # the scorer died: its job dies with us (the sandbox's init has PDEATHSIG)
+                    os.kill(pid, signal.SIGKILL)
+                    os.waitpid(pid, 0)
+                    return
+                frames.feed(chunk)
+        os.close(r)
+        os.waitpid(pid, 0)
+        if not out:
+            out = bytearray(wire.dumps({"status": "error", "reason": "the judge died without an answer"}))
+        view = memoryview(out)
+        while view:
+            view = view[os.write(1, view):]
 
 
 if __name__ == "__main__":
-    main()
+    serve()

@@ -46,7 +46,7 @@ import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from . import nsroot
+from . import nsroot, wire
 from .uids import DEFAULT_COUNT, DEFAULT_UID, lease_uid
 
 STATUSES = ("passed", "failed", "timed_out")
@@ -236,20 +236,68 @@ def _judge(job: dict, mode: str, config: SandboxConfig) -> dict:
                     config.python or os.environ.get("DPBENCH_SANDBOX_PYTHON") or sys.executable
                 if uid is not None:
                     os.chown(scratch, uid, uid)
-            try:
-                job["sys_path"] = _site_dirs()
-                proc = subprocess.run([sys.executable, "-I", "-S", str(_HERE / "judge.py")], input=json.dumps(job).encode(),
-                                      capture_output=True, timeout=job["timeout"] + _JUDGE_MARGIN_S, cwd="/")
-            except subprocess.TimeoutExpired:
-                return {"status": "timed_out", "reason": "the judge did not answer in time", "mode": job["mode"]}
+            job["sys_path"] = _site_dirs()
+            return _JUDGES.ask(job, job["timeout"] + _JUDGE_MARGIN_S)
     finally:
         if scratch:
             shutil.rmtree(scratch, ignore_errors=True)  # fd-based: never follows the program's links
-    try:
-        return json.loads(proc.stdout)
-    except json.JSONDecodeError:
-        tail = proc.stderr.decode("utf-8", "replace").strip().splitlines()[-3:]
-        return {"status": "error", "reason": f"the judge failed (exit {proc.returncode}): {' | '.join(tail)}"}
+
+
+class _Judges:
+    """Judge processes kept for reuse (one per job at a time); each forks a fresh child per job.
+
+    A judge that does not answer in time is killed (its job's sandbox dies with it) and replaced.
+    Judges exit when the scorer does (their stdin closes).
+    """
+
+    def __init__(self) -> None:
+        self.idle: list[subprocess.Popen] = []
+        self.lock = threading.Lock()
+
+    def ask(self, job: dict, timeout: float, *, retry: bool = True) -> dict:
+        with self.lock:
+            proc = self.idle.pop() if self.idle else None
+        reused = proc is not None and proc.poll() is None
+        if not reused:
+            proc = subprocess.Popen([sys.executable, "-I", "-S", str(_HERE / "judge.py")], stdin=subprocess.PIPE,
+                                    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd="/", close_fds=True)
+        try:
+            proc.stdin.write(wire.dumps(job))
+            proc.stdin.flush()
+            reply = _read_frame(proc.stdout.fileno(), timeout)
+        except (OSError, ValueError) as err:  # the judge is gone (killed from outside?)
+            proc.kill()
+            proc.wait()
+            if reused and retry:
+                return self.ask(job, timeout, retry=False)  # a kept judge may have died while idle
+            return {"status": "error", "reason": f"the judge failed: {err}", "mode": job["mode"]}
+        if reply is None:
+            proc.kill()  # its job's sandbox dies with it
+            proc.wait()
+            return {"status": "timed_out", "reason": "the judge did not answer in time", "mode": job["mode"]}
+        with self.lock:
+            self.idle.append(proc)
+        return reply
+
+
+def _read_frame(fd: int, timeout: float) -> dict | None:
+    """One result frame from a judge; None if none comes in ``timeout`` seconds (or the judge died)."""
+    import select
+    import time
+
+    frames, deadline = wire.FrameReader(1 << 31), time.monotonic() + timeout
+    while (body := frames.next()) is None:
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            return None
+        chunk = os.read(fd, 1 << 16)
+        if not chunk:
+            raise ValueError("it exited")
+        frames.feed(chunk)
+    return json.loads(body)
+
+
+_JUDGES = _Judges()
 
 
 def _site_dirs() -> list[str]:
