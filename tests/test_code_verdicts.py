@@ -184,3 +184,15 @@ def test_stop_iteration_cannot_end_the_tests_own_loop(tmp_path):
     task = get_task("humaneval", data_file=data)
     good, bad = task.score_many(task.docs() * 2, ["    return x > 0\n", trick])
     assert good.correct and not bad.correct and "StopIteration" in bad.detail["reason"], bad.detail
+
+
+def test_a_test_that_swallows_every_exception_cannot_hide_a_forgery(tmp_path):
+    """`except BaseException: pass` around a call would swallow the judge's refusal of a non-plain result."""
+    data = _write_jsonl(tmp_path / "data.jsonl", [
+        {"task_id": "T/lax", "prompt": "def inc(x):\n    \"\"\"x + 1.\"\"\"\n", "entry_point": "inc",
+         "canonical_solution": "    return x + 1\n",
+         "test": "def check(candidate):\n    try:\n        assert candidate(1) == 2\n    except BaseException:\n        pass\n"}])
+    task = get_task("humaneval", data_file=data)
+    eq = "    class E:\n        def __eq__(s, o): return True\n    return E()\n"
+    good, forged = task.score_many(task.docs() * 2, ["    return x + 1\n", eq])
+    assert good.correct and not forged.correct and "not plain data" in forged.detail["reason"], forged.detail

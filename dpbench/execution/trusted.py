@@ -38,11 +38,27 @@ _MUTABLE = (list, dict, set, bytearray)
 
 
 class Abort(BaseException):
-    """Raised into the test when the program failed beyond an ordinary exception."""
+    """Raised into the test when the program failed beyond an ordinary exception.
+
+    Every one is remembered (a judge process runs one job), so a test that swallows it
+    (``except BaseException: pass``) still fails.
+    """
+
+    raised: list[BaseException] = []
+
+    def __init__(self, *args) -> None:
+        super().__init__(*args)
+        Abort.raised.append(self)
 
 
 class Timeout(BaseException):
-    """Raised into the test at the deadline."""
+    """Raised into the test at the deadline (remembered like `Abort`)."""
+
+    raised: list[BaseException] = []
+
+    def __init__(self, *args) -> None:
+        super().__init__(*args)
+        Timeout.raised.append(self)
 
 
 class CandidateError(Exception):
@@ -244,6 +260,10 @@ def run_test(channel: Channel, job: dict, module_aliases: dict, trusted_modules:
         raise
     except BaseException as err:  # noqa: BLE001  (a failed assert, a program exception the test let through)
         return "failed", _describe(err, test, err is channel.last_raised)
+    if Timeout.raised or time.monotonic() > channel.deadline:
+        raise Timeout  # the test swallowed it
+    if Abort.raised:
+        raise Abort.raised[0]
     return "passed", ""
 
 
