@@ -230,7 +230,7 @@ def _judge(job: dict, mode: str, config: SandboxConfig) -> dict:
                 job.update(python=config.python or os.environ.get("DPBENCH_SANDBOX_PYTHON") or sys.executable,
                            ids=[uid, uid], root=_root_plan(job["hidden"]), mountpoint=str(_mountpoint()))
             else:
-                scratch = tempfile.mkdtemp(prefix="dpbench-exec-")
+                scratch = tempfile.mkdtemp(prefix="dpbench-exec-", dir=_scratch_base())
                 job.update(scratch=scratch, ids=[uid, uid] if uid is not None else None)
                 job["python"] = _interpreter(config, (uid, uid)) if uid is not None else \
                     config.python or os.environ.get("DPBENCH_SANDBOX_PYTHON") or sys.executable
@@ -298,6 +298,13 @@ def _read_frame(fd: int, timeout: float) -> dict | None:
 
 
 _JUDGES = _Judges()
+
+
+def _scratch_base() -> str:
+    """Where a scratch directory the sandbox uid can reach lives: /tmp, not a private TMPDIR (a 0700
+    directory, e.g. a data-parallel launcher's, would lock the program out of its own working directory)."""
+    st = os.stat("/tmp") if os.path.isdir("/tmp") else None
+    return "/tmp" if st and st.st_mode & 0o1777 == 0o1777 else tempfile.gettempdir()
 
 
 def _site_dirs() -> list[str]:

@@ -11,9 +11,9 @@ is running as (real, effective, saved or file-system uid) or that name an accoun
 in the password database. The lock dies with the process that holds it, so a
 killed scorer never leaks a uid.
 
-Lock directory: ``$DPBENCH_LOCK_DIR``, else ``/run/dpbench`` (root); it must be a
-real directory owned by us and not writable by others (checked, never followed
-through a symlink).
+Lock directory: ``$DPBENCH_LOCK_DIR``, else ``/run/dpbench`` (``/var/lock/dpbench``,
+``/tmp/.dpbench-<uid>`` where /run is not writable); it must be a real directory
+owned by us and not writable by others (checked, never followed through a symlink).
 """
 
 from __future__ import annotations
@@ -34,9 +34,16 @@ class UidsExhausted(RuntimeError):
     """Every uid of the range is leased or in use."""
 
 
+def _default_lock_dir() -> Path:
+    for base in ("/run", "/var/lock"):
+        if os.path.isdir(base) and os.access(base, os.W_OK):
+            return Path(base) / "dpbench"
+    return Path(f"/tmp/.dpbench-{os.geteuid()}")  # same for every process of this user on the machine
+
+
 def lock_dir() -> Path:
     """The machine-wide directory for dpbench's locks (created 0700 on first use, checked every time)."""
-    path = Path(os.environ.get("DPBENCH_LOCK_DIR") or "/run/dpbench")
+    path = Path(os.environ.get("DPBENCH_LOCK_DIR") or _default_lock_dir())
     try:
         path.mkdir(mode=0o700, parents=True, exist_ok=True)
     except OSError as err:
