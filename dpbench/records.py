@@ -33,10 +33,14 @@ import os
 import platform
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+
+from .errors import InputError
+from .safefiles import LOCK, RunLocked, is_regular, open_append, read_regular, run_lock  # noqa: F401  (re-exported)
 
 MANIFEST, SAMPLES, TRACE = "manifest.json", "samples.jsonl", "trace.jsonl"
 LMEVAL_PARTIAL = "lmeval_partial.jsonl"  # the lm-eval engine's per-request records, written while decoding
@@ -45,33 +49,50 @@ LMEVAL_PARTIAL = "lmeval_partial.jsonl"  # the lm-eval engine's per-request reco
 IDENTITY_KEYS = ("task", "split", "model", "sampler", "params", "seed", "batch_size", "device", "dtype", "data_file")
 
 
-class RunConfigMismatch(ValueError):
+class RunConfigMismatch(InputError):
     """The run directory already holds records of a different configuration."""
 
 
+class CorruptRecords(InputError):
+    """A records file holds a line that is not a record, or the same document twice."""
+
+
 # -- records ----------------------------------------------------------------------------
-def read_records(path: str | Path, *, repair: bool = False) -> list[dict[str, Any]]:
+def read_records(path: str | Path, *, repair: bool = False, unique: str | None = None) -> list[dict[str, Any]]:
     """Records of a JSONL file; a truncated last line (killed mid-write) is dropped.
 
     With ``repair`` the file itself is cut back to its last complete line, so
-    appends continue on a clean line. A bad line elsewhere is an error.
+    appends continue on a clean line. A bad line elsewhere, a line that is not a
+    JSON object, or (with ``unique``, e.g. ``"doc_id"``) a second record of the same
+    key is a `CorruptRecords` error naming the line, checked before anything is repaired.
     """
     path = Path(path)
     if not path.exists():
         return []
-    raw = path.read_bytes()
+    raw = read_regular(path, CorruptRecords)
     lines = raw.split(b"\n")
-    records, good_bytes = [], 0
+    records, good_bytes, seen = [], 0, {}
     for i, line in enumerate(lines):
         if not line.strip():
             good_bytes += len(line) + 1
             continue
         try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
+            rec = json.loads(line)
+        except (json.JSONDecodeError, UnicodeDecodeError):
             if i < len(lines) - 1 and any(rest.strip() for rest in lines[i + 1 :]):
-                raise ValueError(f"{path}: line {i + 1} is not valid JSON and is not the last line") from None
+                raise CorruptRecords(f"{path}: line {i + 1} is not valid JSON and is not the last line") from None
             break  # the line a killed run was writing
+        if not isinstance(rec, dict):
+            raise CorruptRecords(f"{path}: line {i + 1} is not a record (a JSON {type(rec).__name__}, not an object)")
+        if unique is not None:
+            if unique not in rec:
+                raise CorruptRecords(f"{path}: line {i + 1} is not a record (it has no {unique!r})")
+            key = json.dumps(rec[unique], sort_keys=True, default=str)
+            if key in seen:
+                raise CorruptRecords(f"{path}: line {i + 1} repeats {unique} {rec[unique]!r} of line {seen[key]} "
+                                     f"(two runs wrote into one directory?); remove one of them")
+            seen[key] = i + 1
+        records.append(rec)
         good_bytes += len(line) + 1
     good_bytes = min(good_bytes, len(raw))
     if repair and good_bytes < len(raw):
@@ -81,6 +102,11 @@ def read_records(path: str | Path, *, repair: bool = False) -> list[dict[str, An
         with open(path, "ab") as fh:  # complete JSON without its newline: just end the line
             fh.write(b"\n")
     return records
+
+
+def read_samples(path: str | Path, *, repair: bool = False) -> list[dict[str, Any]]:
+    """A ``samples.jsonl``: `read_records` with one record per ``doc_id``."""
+    return read_records(path, repair=repair, unique="doc_id")
 
 
 def dumps(record: dict[str, Any]) -> str:
@@ -98,12 +124,19 @@ def append_records(fh, records: Iterable[dict[str, Any]]) -> None:
 def write_atomic(path: str | Path, text: str) -> None:
     """Write ``text`` to ``path`` so that a crash leaves the old file or the new one, never half of one."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    # A fresh, unpredictable temporary name (mkstemp: O_EXCL), so no planted link is ever written through;
+    # the rename replaces whatever ``path`` is (a link too) instead of following it.
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 # -- the manifest -------------------------------------------------------------------------
@@ -150,6 +183,33 @@ def manifest_diff(old: dict[str, Any], new: dict[str, Any], param_defaults: dict
         else:
             diffs.append(f"{k}: {a!r} there, {b!r} now")
     return diffs
+
+
+def sandbox_notes(run_dirs: Iterable[str | Path]) -> list[str]:
+    """What a report must say about how code-task verdicts were reached, once per fact.
+
+    A weaker sandbox than the full one (no root, no namespaces: the manifest's
+    ``sandbox.warning``) is said once for all runs it applies to; samples scored in
+    program mode (the fallback, whose verdict the program itself reports) are
+    counted per run.
+    """
+    warnings: dict[str, list[str]] = {}
+    lines = []
+    for d in map(Path, run_dirs):
+        if not (d / MANIFEST).is_file():
+            continue
+        m = read_manifest(d)
+        sb = m.get("sandbox") or (m.get("rescored") or {}).get("sandbox") or {}
+        if sb.get("warning"):
+            warnings.setdefault(str(sb["warning"]), []).append(d.name)
+        recs = read_samples(d / SAMPLES)
+        coded = [r for r in recs if isinstance(r.get("detail"), dict) and "status" in r["detail"]]
+        fallback = [r for r in coded if r["detail"].get("mode", "program") != "split"]
+        if fallback:
+            lines.append(f"{d.name}: {len(fallback)} of {len(coded)} code samples were judged in program mode "
+                         f"(their tests cannot run outside the program, or the run predates split mode): "
+                         f"those verdicts come from the program itself")
+    return [f"{w} (runs: {', '.join(names)})" for w, names in warnings.items()] + lines
 
 
 def environment() -> dict[str, Any]:
@@ -291,7 +351,8 @@ def mean(xs) -> float:
 
 
 __all__ = [
-    "IDENTITY_KEYS", "LMEVAL_PARTIAL", "MANIFEST", "SAMPLES", "TRACE", "RunConfigMismatch", "append_records",
+    "IDENTITY_KEYS", "LMEVAL_PARTIAL", "LOCK", "MANIFEST", "SAMPLES", "TRACE", "CorruptRecords", "RunConfigMismatch",
+    "RunLocked", "append_records", "open_append", "read_samples", "run_lock", "sandbox_notes",
     "batch_generator", "check_manifest", "decode_batch", "device_info", "dumps", "encode_prompts", "environment",
     "git_commit", "manifest_diff", "mean", "model_info", "read_manifest", "read_records", "read_trace", "sync",
     "trace_row", "write_atomic", "write_manifest", "write_trace",

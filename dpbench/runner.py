@@ -12,12 +12,14 @@ feeds the certainty-convergence chart.
 from __future__ import annotations
 
 import json
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from . import records as rec
-from .records import LMEVAL_PARTIAL, MANIFEST, SAMPLES, TRACE, RunConfigMismatch, read_records, read_trace
+from .errors import InputError
+from .records import LMEVAL_PARTIAL, MANIFEST, SAMPLES, TRACE, RunConfigMismatch, RunLocked, read_records, read_trace
 
 @dataclass
 class RunConfig:
@@ -61,12 +63,15 @@ def run(cfg: RunConfig) -> RunSummary:
     """Run ``cfg`` (resuming its directory if it exists) and return a summary.
 
     Under a multi-process launcher (torchrun, accelerate launch) documents are
-    sharded over ranks; see `dpbench.distributed`.
+    sharded over ranks; see `dpbench.distributed`. Everything that can be checked
+    is checked before anything is written: the arguments, the device, the data (at
+    least one document), the run directory (not in use by another process, same
+    configuration, no corrupt records), the model, and that every prompt plus
+    ``gen_length`` fits the model. The directory stays locked while the run writes.
     """
     from .samplers import build_sampler
 
-    if cfg.batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {cfg.batch_size}")
+    _check_args(cfg)
     task = _get_task(cfg)
     sampler = build_sampler(cfg.sampler, cfg.params, task=task)  # bad names and params fail here, before loading
 
@@ -76,8 +81,8 @@ def run(cfg: RunConfig) -> RunSummary:
     from .distributed import init_distributed, merge_rank_records, rank_file
     from .models import load_model, resolve_device, resolve_dtype
     params = sampler.params()
+    device = resolve_device(cfg.device)  # an unknown or absent device fails before the process group starts
     dist = init_distributed(cfg.device)
-    device = resolve_device(cfg.device)
     if dist.world_size > 1 and device.type == "cuda":
         device = torch.device("cuda", dist.local_rank)
     dtype = resolve_dtype(cfg.dtype, device)
@@ -88,73 +93,119 @@ def run(cfg: RunConfig) -> RunSummary:
         "data_file": str(Path(cfg.data_file).resolve()) if cfg.data_file else None,
         "limit": cfg.limit, "trace_samples": cfg.trace_samples, "world_size": dist.world_size,
     }
-    rec.check_manifest(out, manifest, type(sampler).param_defaults())
-
-    docs = task.docs(cfg.split, cfg.limit)
-    order = {d.doc_id: i for i, d in enumerate(docs)}
-    if dist.is_main and out.exists():
-        merge_rank_records(out, order)  # rank files left by an interrupted data-parallel run
-    dist.barrier()
-    records = read_records(out / SAMPLES, repair=dist.is_main)
-    done = {r["doc_id"] for r in records}
-    pending = [d for d in docs if d.doc_id not in done]
-    mine = pending[dist.rank :: dist.world_size]
-
     engine = _engine(cfg, task, dist.world_size)
-    lm, tok = load_model(cfg.model, device=device, dtype=dtype)
-    if dist.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        manifest.update(rec.environment(), device_info=rec.device_info(device), model_info=rec.model_info(lm),
-                        updated=rec.now())
-        rec.write_manifest(out, manifest)
-    dist.barrier()
+    docs = task.docs(cfg.split, cfg.limit)
+    if not docs:
+        where = f" (data file {cfg.data_file} holds none)" if cfg.data_file else ""
+        raise InputError(f"task {cfg.task!r} split {cfg.split!r} has no documents{where}; nothing to run")
+    _sandbox_for(task, out, manifest)
 
-    if engine == "lmeval":
-        return _run_lmeval(cfg, task, sampler, lm, tok, out, records, pending)
-    new = 0
-    target = out / SAMPLES if dist.world_size == 1 else rank_file(out, dist.rank)
-    if mine:
-        torch.manual_seed(cfg.seed)
-        batches = [mine[i : i + cfg.batch_size] for i in range(0, len(mine), cfg.batch_size)]
-        # Warm-up: the first batch, untimed and unrecorded; its trace feeds the convergence chart.
-        if dist.is_main and not (out / TRACE).exists() and cfg.trace_samples > 0:
-            warm = _generate(lm, tok, task, sampler, batches[0][: cfg.trace_samples], cfg, order, trace=True)
-            _write_trace(out / TRACE, task, warm, tok)
-        else:
-            _generate(lm, tok, task, sampler, batches[0][: cfg.trace_samples or 1], cfg, order, trace=False)
-        bar = tqdm(total=len(done) + len(mine) if dist.world_size == 1 else len(mine), initial=len(done) if dist.world_size == 1 else 0,
-                   desc=f"{cfg.task}/{sampler.name}" + (f" rank {dist.rank}" if dist.world_size > 1 else ""),
-                   disable=not cfg.progress, dynamic_ncols=True)
-        with open(target, "a", encoding="utf-8") as fh:
-            for batch in batches:
-                for doc, row in _generate(lm, tok, task, sampler, batch, cfg, order, trace=False):
-                    score = task.score(doc, row["completion"])
-                    row = {"doc_id": row.pop("doc_id"), "correct": bool(score.correct), "extracted": score.extracted,
-                           "target": doc.target, **row}
-                    if score.detail:
-                        row["detail"] = score.detail
-                    rec.append_records(fh, [row])  # on disk before the next sample: a kill loses at most this line
-                    records.append(row)
-                    new += 1
-                    bar.update(1)
-                bar.set_postfix(acc=f"{rec.mean(r['correct'] for r in records):.1%}",
-                                nfe=f"{rec.mean(r['nfe'] for r in records):.1f}")
-        bar.close()
-    if dist.world_size > 1:
-        dist.barrier()
+    with rec.run_lock(out) if dist.is_main else nullcontext():
+        rec.check_manifest(out, manifest, type(sampler).param_defaults())
+        order = {d.doc_id: i for i, d in enumerate(docs)}
+        seen = {r["doc_id"] for r in rec.read_samples(out / SAMPLES)}  # read only: validated, not yet repaired
+        for part in sorted(out.glob("samples.rank*.jsonl")):
+            seen |= {r["doc_id"] for r in rec.read_samples(part)}
+        lm, tok = load_model(cfg.model, device=device, dtype=dtype)
+        _check_lengths(lm, tok, task, [d for d in docs if d.doc_id not in seen], params.get("gen_length"))
+        # -- from here on the run directory is written --
         if dist.is_main:
-            merge_rank_records(out, order)
-            records = read_records(out / SAMPLES)
+            merge_rank_records(out, order)  # rank files left by an interrupted data-parallel run
+            rec.read_samples(out / SAMPLES, repair=True)
+            manifest.update(rec.environment(), device_info=rec.device_info(device), model_info=rec.model_info(lm),
+                            updated=rec.now())
+            rec.write_manifest(out, manifest)
         dist.barrier()
-    return RunSummary(out, len(records), new, rec.mean(r["correct"] for r in records), rec.mean(r["nfe"] for r in records))
+        records = rec.read_samples(out / SAMPLES)
+        before = len(records)
+        done = {r["doc_id"] for r in records}
+        pending = [d for d in docs if d.doc_id not in done]
+        mine = pending[dist.rank :: dist.world_size]
+        if engine == "lmeval":
+            return _run_lmeval(cfg, task, sampler, lm, tok, out, records, pending)
+        target = out / SAMPLES if dist.world_size == 1 else rank_file(out, dist.rank)
+        if mine:
+            torch.manual_seed(cfg.seed)
+            batches = [mine[i : i + cfg.batch_size] for i in range(0, len(mine), cfg.batch_size)]
+            # Warm-up: the first batch, untimed and unrecorded; its trace feeds the convergence chart.
+            if dist.is_main and not (out / TRACE).exists() and cfg.trace_samples > 0:
+                warm = _generate(lm, tok, task, sampler, batches[0][: cfg.trace_samples], cfg, order, trace=True)
+                _write_trace(out / TRACE, task, warm, tok)
+            else:
+                _generate(lm, tok, task, sampler, batches[0][: cfg.trace_samples or 1], cfg, order, trace=False)
+            solo = dist.world_size == 1
+            bar = tqdm(total=len(done) + len(mine) if solo else len(mine), initial=len(done) if solo else 0,
+                       desc=f"{cfg.task}/{sampler.name}" + ("" if solo else f" rank {dist.rank}"),
+                       disable=not cfg.progress, dynamic_ncols=True)
+            with rec.open_append(target) as fh:
+                for batch in batches:
+                    for doc, row in _generate(lm, tok, task, sampler, batch, cfg, order, trace=False):
+                        score = task.score(doc, row["completion"])
+                        row = {"doc_id": row.pop("doc_id"), "correct": bool(score.correct), "extracted": score.extracted,
+                               "target": doc.target, **row}
+                        if score.detail:
+                            row["detail"] = score.detail
+                        rec.append_records(fh, [row])  # on disk before the next sample: a kill loses at most this line
+                        records.append(row)
+                        bar.update(1)
+                    bar.set_postfix(acc=f"{rec.mean(r['correct'] for r in records):.1%}",
+                                    nfe=f"{rec.mean(r['nfe'] for r in records):.1f}")
+            bar.close()
+        if dist.world_size > 1:
+            dist.barrier()
+            if dist.is_main:
+                merge_rank_records(out, order)
+                records = rec.read_samples(out / SAMPLES)  # every rank's records: the summary counts them all
+            dist.barrier()
+    return RunSummary(out, len(records), len(records) - before, rec.mean(r["correct"] for r in records),
+                      rec.mean(r["nfe"] for r in records))
+
+
+def _check_args(cfg: RunConfig) -> None:
+    if cfg.batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {cfg.batch_size}")
+    if cfg.limit is not None and cfg.limit < 1:
+        raise ValueError(f"limit must be >= 1 (or None for every document), got {cfg.limit}")
+    if cfg.trace_samples < 0:
+        raise ValueError(f"trace_samples must be >= 0, got {cfg.trace_samples}")
+    if cfg.engine not in ENGINES:
+        raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {cfg.engine!r}")
+
+
+def _sandbox_for(task, out: Path, manifest: dict[str, Any]) -> None:
+    """Code tasks: hide the run directory from the programs too, and record the sandbox in the manifest."""
+    from .tasks.code import CodeTask
+
+    if isinstance(task, CodeTask):
+        from dataclasses import replace
+
+        from .execution import describe
+
+        task.sandbox = replace(task.sandbox, hidden=(*task.sandbox.hidden, str(out.resolve())))
+        manifest["sandbox"] = describe(task.sandbox)
+
+
+def _check_lengths(lm, tok, task, docs: list, gen_length: int | None) -> None:
+    """Refuse (before decoding or writing) when a prompt plus the answer cannot fit the model."""
+    if gen_length is None or lm.max_positions is None or not docs:
+        return
+    longest, which = 0, None
+    for i in range(0, len(docs), 256):
+        chunk = docs[i : i + 256]
+        lengths = rec.encode_prompts(tok, [task.build_prompt(d, tok) for d in chunk])["attention_mask"].sum(1).tolist()
+        j = max(range(len(chunk)), key=lengths.__getitem__)
+        if lengths[j] > longest:
+            longest, which = int(lengths[j]), chunk[j].doc_id
+    try:
+        lm.check_length(longest, int(gen_length))
+    except InputError as err:
+        raise InputError(f"document {which!r}: {err}") from None
 
 
 ENGINES = ("auto", "dpbench", "lmeval")
 
 
 def _engine(cfg: RunConfig, task, world_size: int) -> str:
-    if cfg.engine not in ENGINES:
-        raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {cfg.engine!r}")
     has_lmeval = bool(getattr(task, "lmeval_task", None))
     if cfg.engine == "lmeval" and not has_lmeval:
         raise ValueError(f"task {cfg.task!r} has no lm-eval definition; use --engine dpbench")
@@ -228,4 +279,4 @@ def _write_trace(path: Path, task, pairs: list[tuple[Any, dict[str, Any]]], tok)
     rec.write_trace(path, out)
 
 
-__all__ = ["RunConfig", "RunConfigMismatch", "RunSummary", "read_records", "read_trace", "run"]
+__all__ = ["RunConfig", "RunConfigMismatch", "RunLocked", "RunSummary", "read_records", "read_trace", "run"]

@@ -17,4 +17,12 @@ for _mod in ("runs", "train", "distill", "evals", "bench"):
 
 
 def main() -> None:
-    app()
+    from ..distributed import die_with_agent
+    from ..errors import InputError
+    from .errors import cli_error
+
+    die_with_agent()  # a data-parallel rank: never outlive the launcher (no-op otherwise)
+    try:
+        app()
+    except (InputError, OSError) as err:  # a runtime error a command did not catch itself: one line, exit 1
+        raise SystemExit(cli_error(err).exit_code) from None

@@ -7,6 +7,7 @@ from typing import List, Optional
 import typer
 
 from .app import app
+from .errors import cli_error
 from .core import parse_params
 
 
@@ -59,7 +60,7 @@ def bench(
         # After every round the results so far go to --out: an interrupted bench keeps what it measured.
         result = run_bench(cfg, on_round=lambda partial: write_results(partial, out, with_chart=False))
     except (ValueError, OSError) as err:
-        raise typer.BadParameter(str(err)) from None
+        raise cli_error(err) from None
     paths = write_results(result, out)
     typer.echo(to_markdown(result))
     typer.echo(f"wrote {', '.join(str(p) for p in paths.values())}")

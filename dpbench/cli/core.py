@@ -8,6 +8,7 @@ from typing import List, Optional
 import typer
 
 from .app import app
+from .errors import cli_error
 
 
 def parse_params(pairs: list[str] | None) -> dict[str, str]:
@@ -17,7 +18,7 @@ def parse_params(pairs: list[str] | None) -> dict[str, str]:
     try:
         return parse_pairs(pairs)
     except ValueError as err:
-        raise typer.BadParameter(str(err)) from None
+        raise cli_error(err) from None
 
 
 @app.command()
@@ -74,11 +75,15 @@ def generate(
         smp = build_sampler(sampler, parse_params(param), task=get_task(task) if task else None)
         lm, tok = load_model(model, device=device, dtype=dtype, trust_remote_code=trust_remote_code, verbose=True)
     except (ValueError, OSError) as err:
-        raise typer.BadParameter(str(err)) from None
+        raise cli_error(err) from None
     text = prompt
     if getattr(tok, "chat_template", None):
         text = tok.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=False)
     ids = tok(text, return_tensors="pt", add_special_tokens=False).input_ids
+    try:
+        lm.check_length(ids.shape[1], int(smp.params().get("gen_length", 0)))  # refuse before decoding
+    except ValueError as err:
+        raise cli_error(err) from None
     t0 = time.perf_counter()
     out = smp.generate(lm, ids)
     if lm.device.type == "cuda":

@@ -8,6 +8,7 @@ from typing import List, Optional
 import typer
 
 from .app import app
+from .errors import cli_error
 
 
 @app.command()
@@ -46,7 +47,7 @@ def distill(
         stages = tuple(stage) if stage else STAGES
         report = run_distill(teacher_name, task_name, out, cfg, stages=stages, device=device, name=name)
     except (ValueError, OSError) as err:
-        raise typer.BadParameter(str(err)) from None
+        raise cli_error(err) from None
     if "merge" in report:
         typer.echo(f"student: {report['merge']['model_dir']}  (use --model {report['merge']['model_dir']})")
 
@@ -75,7 +76,7 @@ def sweep(
         df = run_sweep(task, list(model), sampler, grid, out=out, limit=limit, batch_size=batch_size,
                        device=device, split=split)
     except (ValueError, OSError) as err:
-        raise typer.BadParameter(str(err)) from None
+        raise cli_error(err) from None
     chart = plot_tradeoff(df, out / "tradeoff.png", sampler=sampler, title=title or f"{task}: accuracy vs speedup")
     cols = ["model", "sampler", *grid, "n", "accuracy", "nfe_mean", "tpf", "speedup"]
     typer.echo(df[[c for c in cols if c in df.columns]].to_string(index=False, float_format=lambda x: f"{x:.3f}"))

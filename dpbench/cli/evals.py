@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from .app import app
+from .errors import cli_error
 
 
 @app.command()
@@ -29,5 +30,5 @@ def score(
     try:
         summary = rescore(task, completions, out, data_file=data_file, split=split, timeout=timeout, workers=workers)
     except (ValueError, OSError) as err:
-        raise typer.BadParameter(str(err)) from None
+        raise cli_error(err) from None
     typer.echo(str(summary))

@@ -8,6 +8,7 @@ from typing import List, Optional
 import typer
 
 from .app import app
+from .errors import cli_error
 from .core import parse_params
 
 THREADS_HELP = "CPU threads for torch (default: torch's choice). On a busy machine 1 can be much faster."
@@ -64,7 +65,7 @@ def run(
                         data_file=str(data_file) if data_file else None, engine=engine)
         summary = run_job(cfg)
     except (ValueError, OSError) as err:
-        raise typer.BadParameter(str(err)) from None
+        raise cli_error(err) from None
     if int(os.environ.get("RANK", "0")) == 0:
         typer.echo(str(summary))
 
@@ -96,20 +97,24 @@ def report(
     """
     import pandas as pd
 
+    from ..records import sandbox_notes
     from ..report import format_table, summarize, write_report
     from ..report.table import paper_beside
 
     try:
         table, files = write_report(run_dirs, out, baseline) if out else (summarize(run_dirs, baseline), [])
         reported = paper_beside(table, paper_model) if paper else None
+        notes = sandbox_notes(run_dirs)
     except (ValueError, OSError) as err:
-        raise typer.BadParameter(str(err)) from None
+        raise cli_error(err) from None
     with pd.option_context("display.width", 250, "display.max_columns", None):
         typer.echo("measured:")
         typer.echo(format_table(table).to_string(index=False))
         if reported is not None:
             typer.echo("\nreported in the dParallel paper (latency on the authors' GPU):")
             typer.echo(reported.to_string(index=False))
+    for line in notes:
+        typer.echo(f"note: {line}")
     for f in files:
         typer.echo(f"wrote {f}")
 
@@ -129,7 +134,7 @@ def compare(
     try:
         result = compare_runs(run_a, run_b)
     except (ValueError, OSError) as err:
-        raise typer.BadParameter(str(err)) from None
+        raise cli_error(err) from None
     typer.echo(format_comparison(result, *run_labels([run_a, run_b])))
 
 
@@ -148,7 +153,7 @@ def plot(
     try:
         files = plot_runs(run_dirs, out, baseline=baseline)
     except (ValueError, OSError) as err:
-        raise typer.BadParameter(str(err)) from None
+        raise cli_error(err) from None
     for f in files:
         typer.echo(f"wrote {f}")
 
@@ -176,7 +181,7 @@ def demo(
     try:
         res = run_demo(out, limit=limit, batch_size=batch_size, resume=resume, device=device, threads=threads)
     except (ValueError, OSError) as err:
-        raise typer.BadParameter(str(err)) from None
+        raise cli_error(err) from None
     with pd.option_context("display.width", 250, "display.max_columns", None):
         typer.echo(format_table(res.table).to_string(index=False))
     if res.skipped:

@@ -8,6 +8,7 @@ from typing import List, Optional
 import typer
 
 from .app import app
+from .errors import cli_error
 
 
 @app.command()
@@ -52,7 +53,7 @@ def pretrain(
         )
         result = run_pretrain(cfg, out)
     except ValueError as err:
-        raise typer.BadParameter(str(err)) from None
+        raise cli_error(err) from None
     typer.echo(f"saved {result.out_dir} ({result.seconds / 60:.1f} min, final loss {result.metrics['final_train_loss']:.4f})")
     for name, m in result.metrics.items():
         if isinstance(m, dict):

