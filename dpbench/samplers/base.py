@@ -219,6 +219,7 @@ class BlockSampler:
             )
         B, P = input_ids.shape
         G = self.config.gen_length
+        lm.check_length(P, G)  # the longest prompt of a left-padded batch has P real tokens
         x = torch.cat([input_ids, input_ids.new_full((B, G), lm.mask_id)], dim=1)
         attn = None
         if attention_mask is not None and not bool(attention_mask.all()):
