@@ -155,9 +155,11 @@ def test_two_process_run_matches_one_process(tmp_path, monkeypatch):
     script = tmp_path / "dp.py"
     script.write_text(DP_SCRIPT)
     # --standalone: torchrun picks a free port (a fixed one can be taken on a shared machine)
+    # --log-dir and TMPDIR inside tmp_path: torchrun leaves no /tmp/torchelastic_* directory behind.
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           str(script), str(GSM8K), str(tmp_path)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+           "--log-dir", str(tmp_path / "torchrun-logs"), str(script), str(GSM8K), str(tmp_path)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TMPDIR": str(tmp_path)}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     two = json.loads((tmp_path / "out.json").read_text())
     monkeypatch.syspath_prepend(str(tmp_path))
