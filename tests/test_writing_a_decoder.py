@@ -53,3 +53,21 @@ def test_its_limits_behave_as_the_rule_says(whole_answer, tiny_lm, char_tokenize
     ref = get_sampler("confidence", gen_length=16, block_length=16, threshold=0.9).generate(tiny_lm, ids, am)
     got = whole_answer(gen_length=16, block_length=16, threshold=0.9).generate(tiny_lm, ids, am)
     assert torch.equal(ref.sequences, got.sequences) and torch.equal(ref.nfe, got.nfe)
+
+
+def test_a_rule_sees_where_its_positions_sit(tiny_lm, char_tokenizer):
+    """StepInputs.window: answer positions and blocks of the window, here for multiblock's windows."""
+    from dpbench.samplers.multiblock import MultiBlockSampler
+
+    seen = []
+
+    class Spy(MultiBlockSampler):
+        def select(self, s):
+            seen.append((s.window.cols.clone(), s.window.blocks.clone(), s.is_mask.clone()))
+            return super().select(s)
+
+    ids, am = _batch(char_tokenizer)
+    Spy(gen_length=24, block_length=8, block_add_threshold=0.0, decoded_token_threshold=0.0).generate(tiny_lm, ids, am)
+    assert any(int(b.max()) > int(b.min()) for _, b, _ in seen)  # several blocks in one window
+    for cols, blocks, _ in seen:
+        assert torch.equal(blocks, cols // 8) and int(cols.max()) < 24

@@ -126,7 +126,7 @@ class MultiBlock(Policy):
         if key == self._key and not self._touched and not self._fill:
             return  # the same window as last iteration, and only the step changed its tokens: keep it
         self._key = key
-        win = self.window = self.window_for(slid, W, None if all(e == W for e in ends) else ends)
+        win = self.window = self.window_for(slid, W, None if all(e == W for e in ends) else ends, block=self.L)
         win.forced_ranges = f if any(b > a for a, b in f) else None
         win.chunk, win.eos = self.L, self.eos_ids if self.cfg.early_stop else ()
 

@@ -58,8 +58,9 @@ class Window:
     first_eos: list[int] | None = None
 
     def __init__(self, rows: list[int], lo: list[int], width: int, *, B: int, P: int, N: int,
-                 device: torch.device, hi: list[int] | None = None) -> None:
+                 device: torch.device, hi: list[int] | None = None, block: int | None = None) -> None:
         self.rows, self.lo, self.width, self.hi = rows, lo, width, hi
+        self.block = block or width  # the block length that `blocks` numbers positions by
         self.B, self.P, self.N, self.dev = B, P, N, device
         self.index = None if len(rows) == B else torch.tensor(rows, dtype=torch.long, device=device)
         self.same = lo[0] if lo.count(lo[0]) == len(lo) else None  # the common start, if any
@@ -72,6 +73,11 @@ class Window:
     def cols(self) -> torch.Tensor:
         """(A, W) answer positions of each row's window."""
         return torch.tensor(self.lo, device=self.dev)[:, None] + torch.arange(self.width, device=self.dev)
+
+    @_lazy
+    def blocks(self) -> torch.Tensor:
+        """(A, W) the answer block each window position belongs to."""
+        return self.cols // self.block
 
     @_lazy
     def _flat(self) -> torch.Tensor:
@@ -156,11 +162,11 @@ class Policy:
         gone = set(done)
         self.active = [i for i in self.active if i not in gone]
 
-    def window_for(self, lo: list[int], width: int, hi: list[int] | None = None) -> Window | None:
+    def window_for(self, lo: list[int], width: int, hi: list[int] | None = None, block: int | None = None) -> Window | None:
         """The `Window` of the active samples starting at answer positions ``lo`` (None if none is left)."""
         if not self.active:
             return None
-        return Window(self.active, lo, width, B=self.B, P=self.P, N=self.P + self.G, device=self.dev, hi=hi)
+        return Window(self.active, lo, width, B=self.B, P=self.P, N=self.P + self.G, device=self.dev, hi=hi, block=block)
 
 
 class SingleBlock(Policy):
