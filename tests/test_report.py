@@ -93,7 +93,9 @@ def test_write_report_csv_and_markdown(runs, tmp_path):
     assert csv.loc[2, "speedup_nfe"] == pytest.approx(64 / 12)
     md = (tmp_path / "out" / "report.md").read_text()
     assert "| dp | teacher | dparallel | threshold=0.5 | 64/16 | 10 | 70.0 [39.7, 89.2] | 12.00 |" in md
-    assert "5.33x" in md and md.count("\n| ") == 1 + 4
+    first = md.split("\n\n")[1]  # the runs table (the AUP table follows)
+    assert "5.33x" in first and first.count("\n| ") == 1 + 4
+    assert "## AUP" in md and (tmp_path / "out" / "aup.csv").exists()
 
 
 def test_not_a_run_dir(tmp_path):
@@ -125,5 +127,5 @@ def test_paper_rows_beside_measured_ones():
     assert set(rows["task"]) == {"gsm8k"} and len(rows) == 6
     dp = rows[rows["method"] == "dParallel"].iloc[0]
     assert (dp["steps"], dp["accuracy_pct"]) == (30, 76.1)
-    # A task the paper does not have (arith) shows the whole table for reference.
-    assert len(paper_beside(pd.DataFrame({"task": ["arith"]}))) == 48
+    # A task the paper does not have (arith): no rows (the CLI says so in one line).
+    assert paper_beside(pd.DataFrame({"task": ["arith"]})).empty

@@ -85,34 +85,58 @@ def _drop_option(argv: list[str], name: str) -> list[str]:
 
 @app.command()
 def report(
-    run_dirs: List[Path] = typer.Argument(..., help="Run directories (each with manifest.json and samples.jsonl)."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write report.csv and report.md here."),
+    run_dirs: List[Path] = typer.Argument(..., help="Run directories or lm-eval output directories (others are skipped with a note)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write report.csv, aup.csv and report.md here."),
     baseline: Optional[str] = typer.Option(None, help="Run (directory name) every speedup is measured against."),
     paper: bool = typer.Option(False, "--paper", help="Also show the dParallel paper's reported numbers for the same tasks."),
     paper_model: Optional[str] = typer.Option(None, help="With --paper: only this paper model (llada or dream)."),
+    aup: bool = typer.Option(False, "--aup", help="Also print AUP per (task, model, sampler) curve (docs/runs.md#aup)."),
+    leaderboard: bool = typer.Option(
+        False, "--leaderboard", help="Also print the d3LLM AUP leaderboard's published curves beside yours (same task)."),
+    leaderboard_family: Optional[str] = typer.Option(
+        None, help="Leaderboard table: LLaDA, Dream or Dream-Coder (default: from the model names, else LLaDA)."),
 ) -> None:
     """Print accuracy (95% CI), NFE, tokens per forward, latency and speedup per run.
 
-    Example: dpbench report results/demo/baseline results/demo/dparallel-0.5 --out results/demo --paper
+    Example: dpbench report results/demo/* --aup --out results/demo
     """
     import pandas as pd
 
     from ..records import sandbox_notes
     from ..report import format_table, summarize, write_report
+    from ..report.scoreboard import aup_table, format_aup, leaderboard_table
     from ..report.table import paper_beside
 
     try:
         table, files = write_report(run_dirs, out, baseline) if out else (summarize(run_dirs, baseline), [])
         reported = paper_beside(table, paper_model) if paper else None
+        scores = format_aup(aup_table(table, leaderboard_family)) if aup else None
+        board = leaderboard_table(table, leaderboard_family) if leaderboard else None
         notes = sandbox_notes(run_dirs)
     except (ValueError, OSError) as err:
         raise cli_error(err) from None
-    with pd.option_context("display.width", 250, "display.max_columns", None):
+    with pd.option_context("display.width", 250, "display.max_columns", None, "display.max_colwidth", 80):
+        for note in table.attrs.get("notes", []):
+            typer.echo(f"note: {note}")
         typer.echo("measured:")
         typer.echo(format_table(table).to_string(index=False))
         if reported is not None:
-            typer.echo("\nreported in the dParallel paper (latency on the authors' GPU):")
-            typer.echo(reported.to_string(index=False))
+            if reported.empty:
+                typer.echo(f"\nthe dParallel paper reports none of these tasks ({', '.join(dict.fromkeys(table['task']))})")
+            else:
+                typer.echo("\nreported in the dParallel paper (latency on the authors' GPU):")
+                typer.echo(reported.to_string(index=False))
+        if scores is not None:
+            typer.echo("\nAUP (accuracy under parallelism) per curve:")
+            typer.echo(scores.to_string(index=False))
+        if board is not None:
+            if board.empty:
+                typer.echo(f"\nthe AUP leaderboard publishes none of these tasks ({', '.join(dict.fromkeys(table['task']))}); "
+                           "it has gsm8k, minerva_math, humaneval and mbpp")
+            else:
+                typer.echo("\nAUP leaderboard (d3LLM, published points) beside these runs, one y_max per task:")
+                typer.echo(board.assign(aup=board["aup"].map(lambda x: f"{x:.1f}"),
+                                        y_max=board["y_max"].map(lambda x: f"{x:.2f}")).to_string(index=False))
     for line in notes:
         typer.echo(f"note: {line}")
     for f in files:
