@@ -56,28 +56,39 @@ def distill(
 def sweep(
     task: str = typer.Argument(..., help="Task name (e.g. arith)."),
     model: List[str] = typer.Option(..., "--model", "-m", help="Model, or LABEL=MODEL (repeatable; the first is the reference)."),
-    sampler: str = typer.Option("dparallel", "--sampler", "-s", help="Sampler to sweep."),
-    param: Optional[List[str]] = typer.Option(None, "--param", "-p", help="key=v1,v2,... (repeatable: a grid)."),
-    out: Path = typer.Option(Path("results/sweep"), "--out", "-o", help="Directory for runs/, sweep.csv, tradeoff.png."),
+    sampler: str = typer.Option("dparallel", "--sampler", "-s", help="Sampler(s) to sweep, comma-separated (each model's baseline always runs)."),
+    param: Optional[List[str]] = typer.Option(
+        None, "--param", "-p", help="key=v1,v2,... (repeatable: a grid); SAMPLER:key=v1,v2 for one sampler only."),
+    out: Path = typer.Option(Path("results/sweep"), "--out", "-o", help="Directory for runs/, sweep.csv, aup.csv, tradeoff.png."),
     limit: Optional[int] = typer.Option(None, help="First N documents of the split."),
     batch_size: int = typer.Option(16, help="Documents decoded together."),
     device: Optional[str] = typer.Option(None, help="cuda, mps or cpu (default: best available)."),
     split: str = typer.Option("test", help="Document split (choose thresholds on arith's 'validation', report on 'test')."),
     title: Optional[str] = typer.Option(None, help="Chart title."),
+    estimate: bool = typer.Option(True, help="Before starting, decode a probe batch per run and print how long the sweep will take."),
 ) -> None:
-    """Sweep a sampler parameter for one or more models (plus each model's baseline); write a table and chart.
+    """Sweep sampler parameters for one or more models (plus each model's baseline); table, AUP and chart.
 
-    Example: dpbench sweep arith -m tiny-arith -m tiny-arith-dparallel --sampler dparallel --param threshold=0.1,0.3,0.5,0.7
+    Every model, the task and every sampler setting are checked before the first forward.
+
+    Example: dpbench sweep arith -m tiny-arith -m tiny-arith-dparallel --sampler dparallel,confidence -p dparallel:threshold=0.1,0.3,0.5 -p confidence:threshold=0.7,0.9
     """
+    import pandas as pd
+
     from ..distill.sweep import parse_grid, plot_tradeoff, run_sweep
+    from ..report.scoreboard import format_aup
 
     try:
         grid = parse_grid(param)
         df = run_sweep(task, list(model), sampler, grid, out=out, limit=limit, batch_size=batch_size,
-                       device=device, split=split)
+                       device=device, split=split, estimate=estimate, log=typer.echo)
     except (ValueError, OSError) as err:
         raise cli_error(err) from None
     chart = plot_tradeoff(df, out / "tradeoff.png", sampler=sampler, title=title or f"{task}: accuracy vs speedup")
-    cols = ["model", "sampler", *grid, "n", "accuracy", "nfe_mean", "tpf", "speedup"]
+    keys = list(dict.fromkeys(k.rpartition(":")[2] for k in grid))
+    cols = ["model", "sampler", *keys, "n", "accuracy", "nfe_mean", "tpf", "tpf_lb", "speedup"]
     typer.echo(df[[c for c in cols if c in df.columns]].to_string(index=False, float_format=lambda x: f"{x:.3f}"))
-    typer.echo(f"table: {out / 'sweep.csv'}\nchart: {chart}")
+    with pd.option_context("display.width", 250, "display.max_columns", None):
+        typer.echo("\nAUP per (model, decoder) over the grid:")
+        typer.echo(format_aup(df.attrs["aup"]).to_string(index=False))
+    typer.echo(f"table: {out / 'sweep.csv'}\nAUP: {out / 'aup.csv'}\nchart: {chart}")
