@@ -68,7 +68,12 @@ def check_model(name: str) -> None:
     """Raise ValueError if ``name`` is not a loadable model here (no weights are read)."""
     from .models.loading import resolve_source
 
-    source, preset = resolve_source(name)  # unknown names: ValueError with presets and did-you-mean
+    try:
+        source, preset = resolve_source(name)  # unknown names: ValueError with presets and did-you-mean
+    except ValueError:
+        if _looks_local(name):
+            raise ValueError(f"model directory {name} does not exist") from None
+        raise
     if preset is not None and preset.family == "builtin":
         if not os.path.isdir(source):
             raise ValueError(f"built-in model {name!r} is not shipped in this install (looked in {source})")
