@@ -33,6 +33,7 @@ class Problems:
 
     def __init__(self) -> None:
         self.items: list[str] = []
+        self._seen: set[str] = set()  # error texts already reported (a bad name in a grid is reported once)
 
     def add(self, message: str) -> None:
         if message not in self.items:
@@ -43,7 +44,9 @@ class Problems:
             return fn(*args, **kwargs)
         except (ValueError, OSError, KeyError, TypeError) as err:
             text = str(err).strip() or type(err).__name__
-            self.add(f"{what}: {text}" if what else text)
+            if text not in self._seen:
+                self._seen.add(text)
+                self.add(f"{what}: {text}" if what else text)
             return None
 
     def raise_if_any(self, command: str) -> None:
@@ -152,5 +155,62 @@ def check_run(cfg) -> None:
     p.raise_if_any("dpbench run")
 
 
-__all__ = ["PreflightError", "Problems", "check_model", "check_models", "check_positive", "check_run", "check_sampler",
+def check_bench(cfg) -> None:
+    """Everything `dpbench bench` needs (a `dpbench.bench.BenchConfig`): model, task documents, and the sampler
+    of every sampler x cache x step path combination, checked before the model is loaded."""
+    from .params import cache_spec
+
+    p = Problems()
+    check_models(p, [cfg.model])
+    task = check_task(p, cfg.task, split="test", limit=cfg.samples, need=cfg.samples)
+    if task is not None and cfg.prompt_tokens != [None] and cfg.prompt_fill == "fewshot":
+        p.check(f"task {cfg.task!r} (few-shot prompts come from its train split)", task.docs, "train", 1)
+    for name in cfg.samplers:
+        for cache in cfg.caches:
+            engine = p.check(f"--cache {cache}", cache_spec, cache)
+            if engine is None:
+                continue
+            for step in cfg.step_paths:
+                check_sampler(p, name, {**cfg.params, **engine, "step_kernel": step == "kernel"}, task,
+                              what=f"{name} cache={cache}")
+    p.raise_if_any("dpbench bench")
+
+
+def check_distill(teacher: str | None, task_name: str | None, cfg, stages, out: Path) -> None:
+    """Everything `dpbench distill` needs: teacher, task, the teacher's decoding parameters, an existing
+    dataset, and for a run that starts at a later stage the earlier stage's output."""
+    from .distill.pipeline import STAGES, DistillPaths
+
+    p = Problems()
+    if not teacher:
+        p.add("give --teacher (or teacher: in the config)")
+    else:
+        check_models(p, [teacher], what="teacher")
+    bad = [s for s in stages if s not in STAGES]
+    if bad:
+        p.add(f"unknown stage(s) {', '.join(bad)}; valid: {', '.join(STAGES)}")
+    task = None
+    if not task_name:
+        p.add("give --task (or task: in the config)")
+    else:
+        tc = cfg.trajectories
+        needs_docs = "trajectories" in stages and not tc.dataset
+        task = check_task(p, task_name, split=tc.split if needs_docs else None, limit=tc.limit)
+    if task is not None:
+        check_sampler(p, "baseline", cfg.trajectories.params, task, what="trajectories.params (the teacher's baseline)")
+    if cfg.trajectories.dataset and not Path(cfg.trajectories.dataset).exists():
+        p.add(f"dataset {cfg.trajectories.dataset} does not exist")
+    from .distill.train import FINAL, STATE
+    from .distill.trajectories import KEPT
+
+    paths = DistillPaths(Path(out))
+    if "train" in stages and "trajectories" not in stages and not (paths.trajectories / KEPT).is_file():
+        p.add(f"--stage train needs the trajectories stage's output, {paths.trajectories / KEPT}, "
+              f"which does not exist (run --stage trajectories first)")
+    if "merge" in stages and "train" not in stages and not (paths.train / FINAL / STATE).is_file():
+        p.add(f"--stage merge needs a finished train stage, {paths.train / FINAL / STATE}, which does not exist")
+    p.raise_if_any("dpbench distill")
+
+
+__all__ = ["check_bench", "check_distill", "PreflightError", "Problems", "check_model", "check_models", "check_positive", "check_run", "check_sampler",
            "check_task"]

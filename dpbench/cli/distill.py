@@ -28,12 +28,14 @@ def distill(
     seed: Optional[int] = typer.Option(None, help="Seed for batch order and masks."),
     name: Optional[str] = typer.Option(None, help="Name written into the model card."),
     device: Optional[str] = typer.Option(None, help="cuda, mps or cpu (default: best available)."),
+    estimate: bool = typer.Option(True, help="Before starting, time a probe decode and a training step and print how long it will take."),
 ) -> None:
     """Certainty-forcing distillation of TEACHER on TASK; each stage resumes where it stopped.
 
     Example: dpbench distill --teacher tiny-arith --task arith --config configs/distill/tiny-arith.yaml --out runs/student
     """
     from ..distill import STAGES, DistillConfig, run_distill
+    from ..preflight import check_distill
 
     try:
         cfg = DistillConfig.from_yaml(config) if config else DistillConfig()
@@ -42,9 +44,14 @@ def distill(
         cfg = cfg.override("trajectories", limit=limit, dataset=data)
         teacher_name = teacher or cfg.teacher
         task_name = task or cfg.task
-        if not teacher_name or not task_name:
-            raise ValueError("give --teacher and --task (or teacher: / task: in the config)")
         stages = tuple(stage) if stage else STAGES
+        check_distill(teacher_name, task_name, cfg, stages, out)  # every argument, before anything loads
+        typer.echo(f"distill: {teacher_name} on {task_name}, stages {', '.join(stages)}, into {out}")
+        if estimate:
+            from ..estimate import estimate_distill, fmt_seconds
+            from ..tasks import get_task
+
+            typer.echo(f"estimate: about {fmt_seconds(estimate_distill(teacher_name, get_task(task_name), cfg, stages, device=device, log=typer.echo))}")
         report = run_distill(teacher_name, task_name, out, cfg, stages=stages, device=device, name=name)
     except (ValueError, OSError) as err:
         raise cli_error(err) from None

@@ -51,8 +51,18 @@ def run(
     from ..runner import RunConfig
     from ..runner import run as run_job
 
+    from ..preflight import check_run
+
     if num_processes < 1:
         raise typer.BadParameter(f"--num-processes must be >= 1, got {num_processes}")
+    cfg = RunConfig(task=task, model=model, sampler=sampler, params=parse_params(param), out=str(out) if out else None,
+                    limit=limit, batch_size=batch_size, seed=seed, split=split, device=device, dtype=dtype,
+                    data_file=str(data_file) if data_file else None, engine=engine)
+    if "WORLD_SIZE" not in os.environ:  # checked once, by the launcher, before anything loads
+        try:
+            check_run(cfg)
+        except ValueError as err:
+            raise typer.BadParameter(str(err)) from None
     if num_processes > 1 and "WORLD_SIZE" not in os.environ:
         from ..distributed import relaunch_with_torchrun
 
@@ -60,9 +70,6 @@ def run(
         raise typer.Exit(relaunch_with_torchrun(num_processes, argv))
     _set_threads(threads)
     try:
-        cfg = RunConfig(task=task, model=model, sampler=sampler, params=parse_params(param), out=str(out) if out else None,
-                        limit=limit, batch_size=batch_size, seed=seed, split=split, device=device, dtype=dtype,
-                        data_file=str(data_file) if data_file else None, engine=engine)
         summary = run_job(cfg)
     except (ValueError, OSError) as err:
         raise cli_error(err) from None
@@ -184,16 +191,19 @@ def plot(
 
 @app.command()
 def demo(
-    out: Path = typer.Option(Path("results/demo"), "--out", "-o", help="Directory for the runs, report and charts."),
+    out: Path = typer.Option(Path("runs/demo"), "--out", "-o", help="Directory for the runs, report and charts (runs/ is git-ignored; the committed copy is results/demo)."),
     limit: int = typer.Option(200, help="Held-out arith problems per run."),
     batch_size: int = typer.Option(50, "--batch-size", "-b", help="Prompts decoded together."),
     resume: bool = typer.Option(False, help="Keep finished samples of an earlier demo instead of starting over."),
     device: Optional[str] = typer.Option(None, help="cuda, mps or cpu (default: best available)."),
     threads: int = typer.Option(1, help="CPU threads for torch while the demo runs (the tiny model gains little from more)."),
+    estimate: bool = typer.Option(True, help="Before starting, decode a probe batch per run and print how long the demo will take."),
 ) -> None:
-    """Benchmark baseline, confidence 0.9 and dParallel 0.5 on the shipped tiny-arith model; report + charts.
+    """Benchmark baseline, confidence 0.9, dParallel 0.5 (and multiblock where registered) on the shipped tiny models.
 
-    Example: dpbench demo --out results/demo --limit 200
+    Writes the runs, report.md (with AUP) and the charts to runs/demo; regenerate the committed copy with --out results/demo.
+
+    Example: dpbench demo --limit 200
     """
     import pandas as pd
 
@@ -203,11 +213,12 @@ def demo(
     if threads < 1:
         raise typer.BadParameter(f"--threads must be >= 1, got {threads}")
     try:
-        res = run_demo(out, limit=limit, batch_size=batch_size, resume=resume, device=device, threads=threads)
+        res = run_demo(out, limit=limit, batch_size=batch_size, resume=resume, device=device, threads=threads,
+                       estimate=estimate, log=typer.echo)
     except (ValueError, OSError) as err:
         raise cli_error(err) from None
     with pd.option_context("display.width", 250, "display.max_columns", None):
         typer.echo(format_table(res.table).to_string(index=False))
     if res.skipped:
-        typer.echo(f"not run (model not installed): {', '.join(res.skipped)}")
+        typer.echo(f"not run: {'; '.join(res.skipped)}")
     typer.echo(f"report and charts in {res.out}/ ({res.seconds:.0f} s)")
