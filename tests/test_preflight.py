@@ -110,3 +110,10 @@ def test_demo_skips_what_this_install_lacks(tmp_path):
     assert [r[0] for r in keep] == ["a"]
     assert skipped == ["b (sampler no-such-sampler not registered in this install)",
                        f"c (model {tmp_path / 'none'} not installed)"]
+
+
+def test_preflight_knows_the_runners_engines():
+    from dpbench.preflight import ENGINES
+    from dpbench.runner import ENGINES as RUNNER
+
+    assert ENGINES == RUNNER

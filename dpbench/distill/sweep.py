@@ -97,7 +97,7 @@ def check_sweep(task: str, models: list[str], sampler, grid: dict[str, list[Any]
                 split: str, out: Path) -> list[tuple]:
     """Every model, the task's documents, and the sampler at every grid point, checked before anything runs;
     all problems in one `dpbench.preflight.PreflightError`. Returns the plan."""
-    from ..preflight import Problems, check_models, check_positive, check_sampler, check_task
+    from ..preflight import Problems, check_positive, check_sampler, check_task
 
     p = Problems()
     check_positive(p, batch_size=batch_size)
@@ -165,7 +165,7 @@ def run_sweep(
 
         todo = [PlannedRun(d.name, spec.source, smp, params, task, n_docs - len(read_records(d / SAMPLES)), batch_size, split)
                 for spec, smp, params, d in plan]
-        log(f"estimate (probe of up to 8 problems per run):")
+        log("estimate (probe of up to 8 problems per run):")
         log(f"estimate: about {fmt_seconds(estimate_runs(todo, device=device, log=log))} in all")
     dirs, meta = [], []
     for spec, smp, params, run_dir in plan:

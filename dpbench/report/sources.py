@@ -87,9 +87,19 @@ def load_runs(paths: list[str | Path]) -> tuple[list[Run], list[str]]:
     return runs, notes
 
 
+def load_run(run_dir: str | Path) -> tuple[dict, pd.DataFrame]:
+    """``(manifest, records)`` of one run directory."""
+    from ..records import MANIFEST, SAMPLES, read_samples
+
+    run_dir = Path(run_dir)
+    if not (run_dir / MANIFEST).is_file():
+        raise ValueError(f"{run_dir} is not a run directory: it has no {MANIFEST}")
+    manifest = json.loads((run_dir / MANIFEST).read_text())
+    return manifest, pd.DataFrame(read_samples(run_dir / SAMPLES))  # a repeated doc_id or non-record line: an error
+
+
 def _run_dir(d: Path) -> Run:
     from ..records import read_trace
-    from .table import load_run
 
     manifest, df = load_run(d)
     return Run(d.name, d, manifest, df, read_trace(d))
@@ -155,4 +165,4 @@ def _sample_records(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
-__all__ = ["Run", "find_runs", "lmeval_results_files", "load_runs"]
+__all__ = ["Run", "find_runs", "lmeval_results_files", "load_run", "load_runs"]

@@ -21,11 +21,12 @@ Column definitions (also in docs/runs.md):
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
 import pandas as pd
+
+from .sources import load_run  # noqa: F401  (re-exported: dpbench.report.table.load_run)
 
 Z95 = 1.959963984540054
 # Block params shown as their own columns; every other sampler param goes in `params` when not its default.
@@ -46,17 +47,6 @@ def wilson_interval(k: int, n: int, z: float = Z95) -> tuple[float, float]:
     centre = (p + z * z / (2 * n)) / denom
     half = z / denom * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
     return max(0.0, centre - half), min(1.0, centre + half)
-
-
-def load_run(run_dir: str | Path) -> tuple[dict, pd.DataFrame]:
-    """``(manifest, records)`` of one run directory."""
-    from ..records import MANIFEST, SAMPLES, read_samples
-
-    run_dir = Path(run_dir)
-    if not (run_dir / MANIFEST).is_file():
-        raise ValueError(f"{run_dir} is not a run directory: it has no {MANIFEST}")
-    manifest = json.loads((run_dir / MANIFEST).read_text())
-    return manifest, pd.DataFrame(read_samples(run_dir / SAMPLES))  # a repeated doc_id or non-record line: an error
 
 
 def _defaults(sampler: str | None) -> dict:
