@@ -89,6 +89,10 @@ def test_pretrained_key_records_dir_and_all_argument_problems_at_once(tiny_dir, 
     dl.generate_until([_req("1 + 2 =", 0)])
     assert len((tmp_path / "new" / "dir" / "records.jsonl").read_text().splitlines()) == 1
     loads = []
+    import dpbench.models
+
+    # dpbench.models first: its lazy lookup would otherwise cache the patched loader for good.
+    monkeypatch.setattr(dpbench.models, "load_model", lambda *a, **k: loads.append(a), raising=False)
     monkeypatch.setattr(loading, "load_model", lambda *a, **k: loads.append(a))
     with pytest.raises(PreflightError) as err:
         DPBenchLM(pretrained=str(tmp_path / "missing"), sampler="dparalel", thresold=0.5, batch_size=0)
@@ -140,6 +144,10 @@ def test_cli_offline_without_data_file_fails_at_once_naming_the_fix(tmp_path, mo
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "empty-cache"))
     loads = []
+    import dpbench.models
+
+    # dpbench.models first: its lazy lookup would otherwise cache the patched loader for good.
+    monkeypatch.setattr(dpbench.models, "load_model", lambda *a, **k: loads.append(a), raising=False)
     monkeypatch.setattr(loading, "load_model", lambda *a, **k: loads.append(a))
     with pytest.raises(SystemExit) as exit_:
         main(["--model", "dpbench", "--model_args", "pretrained=tiny-arith,sampler=dparallel,thresold=0.5",

@@ -24,8 +24,9 @@ def no_work(monkeypatch):
             raise AssertionError(f"{what} called during a failing pre-flight")
         return f
 
-    monkeypatch.setattr(loading, "load_model", refuse("load_model"))
+    # dpbench.models first: its lazy lookup would otherwise cache the patched loader for good.
     monkeypatch.setattr(dpbench.models, "load_model", refuse("load_model"), raising=False)
+    monkeypatch.setattr(loading, "load_model", refuse("load_model"))
     monkeypatch.setattr(records, "decode_batch", refuse("decode_batch"))
     monkeypatch.setattr(BlockSampler, "generate", refuse("generate"))
     return calls
