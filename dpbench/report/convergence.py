@@ -92,7 +92,9 @@ def convergence_chart(traces: dict[str, list[dict]], block_length: int | None = 
         steps = np.where(steps > 0, steps, np.nan)
         x = np.arange(width_pos)
         mean = np.nanmean(steps, 0)
-        mean_ax.plot(x, mean, color=f"C{i}", lw=1.6, label=f"{run} ({len(traces[run])} samples)")
+        # Line styles vary too: two decoders that commit alike draw on top of each other.
+        mean_ax.plot(x, mean, color=f"C{i}", lw=1.6, ls=("-", "--", "-.", ":")[i % 4],
+                     label=f"{run} ({len(traces[run])} samples)")
         if len(steps) > 1:
             mean_ax.fill_between(x, np.nanpercentile(steps, 10, 0), np.nanpercentile(steps, 90, 0), color=f"C{i}",
                                  alpha=0.15, linewidth=0)
@@ -113,7 +115,7 @@ def convergence_chart(traces: dict[str, list[dict]], block_length: int | None = 
                 Patch(facecolor="0.5", hatch="///", edgecolor="white", label="EOS padding (strips above)")]
     if filled_without_forward:
         handles.append(Patch(facecolor="white", edgecolor="0.5", label="filled without a forward (early-stop EOS)"))
-    mean_ax.legend(handles=handles, fontsize=7, loc="lower right", ncol=2)
+    mean_ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.005, 1.0), borderaxespad=0)
     mean_ax.grid(alpha=0.3, which="both", axis="y")
     from matplotlib.cm import ScalarMappable
 

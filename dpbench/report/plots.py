@@ -60,17 +60,19 @@ def speedup_chart(table: pd.DataFrame, caption: str | None = None) -> Figure:
         vals = table[col].to_numpy(float)
         ok = ~np.isnan(vals)
         bars = ax.bar(x[ok], vals[ok], color=[c for c, k in zip(colors, ok) if k])
+        tops = vals.copy()
         if col == "speedup_time" and "speedup_time_p5" in table:
             lo, hi = table["speedup_time_p5"].to_numpy(float), table["speedup_time_p95"].to_numpy(float)
             ax.errorbar(x[ok], vals[ok], yerr=[vals[ok] - lo[ok], hi[ok] - vals[ok]], fmt="none", ecolor="0.2", capsize=3,
                         lw=0.8)
+            tops = np.fmax(vals, hi)  # labels above the whisker, not across it
         if col.startswith("speedup"):
             ax.axhline(1.0, color="0.4", lw=0.8, ls="--")
         for b, i in zip(bars, np.flatnonzero(ok)):
             extra = f"\nNFE {table['nfe_mean'].iloc[i]:.1f}" if col == "speedup_nfe" else ""
             v = vals[i]
             ax.annotate(f"{v:.2f}{'x' if col.startswith('speedup') else ''}{extra}\n{acc[i]}",
-                        (b.get_x() + b.get_width() / 2, v), ha="center", va="bottom", fontsize=7, xytext=(0, 2),
+                        (b.get_x() + b.get_width() / 2, tops[i]), ha="center", va="bottom", fontsize=7, xytext=(0, 2),
                         textcoords="offset points")
         for i in np.flatnonzero(~ok):
             ax.annotate("no baseline\nfor this run", (i, 0), ha="center", va="bottom", fontsize=7, color="0.4",
