@@ -207,7 +207,7 @@ def plot_tradeoff(df: pd.DataFrame, path: str | Path, *, sampler: str | None = N
     swept = df[df["sampler"] != "baseline"]
     samplers = [sampler] if sampler and "," not in sampler else list(dict.fromkeys(swept["sampler"])) or ["baseline"]
     keys = keys if keys is not None else [c for c in ("threshold", "steps", "gamma") if c in df.columns]
-    fig = Figure(figsize=(12.0, 4.9), layout="constrained")
+    fig = Figure(figsize=(12.0, 6.2), layout="constrained")
     FigureCanvasAgg(fig)
     ax, ax2 = fig.subplots(1, 2)
     curves = [(label, smp, g[g["sampler"] == smp]) for label, g in df.groupby("model", sort=False) for smp in samplers]
@@ -222,18 +222,19 @@ def plot_tradeoff(df: pd.DataFrame, path: str | Path, *, sampler: str | None = N
             labels.append((r["speedup"], 100 * r["accuracy"], note, c))
     for i, (label, g) in enumerate(df.groupby("model", sort=False)):
         base = g[g["sampler"] == "baseline"]
-        if len(base):
+        if len(base):  # baselines in greys with their own dashes: they are references, not curves
             b = base.iloc[0]
-            c = colour.get((label, samplers[0]), f"C{i}")
-            ax.axhline(100 * b["accuracy"], color=c, linestyle="--", linewidth=1,
-                       label=f"{label} + baseline ({b['nfe_mean']:.0f} NFE)")
+            c, ls = ("0.15", "0.55", "0.35", "0.7")[i % 4], ("--", ":", "-.", (0, (5, 1)))[i % 4]
+            ax.axhline(100 * b["accuracy"], color=c, linestyle=ls, linewidth=1.2,
+                       label=f"{label} + baseline ({b['nfe_mean']:.0f} NFE, {100 * b['accuracy']:.1f}%)")
             ax.plot([b["speedup"]], [100 * b["accuracy"]], "s", color=c)
     ax.margins(x=0.08, y=0.12)
     ax.set_xlabel("speedup in NFE over the first model's baseline (x)")
     ax.set_ylabel("accuracy (%)")
     ax.set_title(title or "accuracy vs speedup", fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower left")
+    # Legends under the panels: inside they covered the fastest (lowest) points.
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2)
     fig.canvas.draw()  # fixes the limits, so labels are measured where they will be drawn
     ax.set_xlim(ax.get_xlim())
     ax.set_ylim(ax.get_ylim())
@@ -243,13 +244,21 @@ def plot_tradeoff(df: pd.DataFrame, path: str | Path, *, sampler: str | None = N
                 fontsize=7, color="0.35")
     table = df.assign(decoder=[decoder_label(s, p) for s, p in zip(df["sampler"], df["params"])])
     scores = aup_table(table)
+    dropped_any = False
     for _, s in scores[scores["decoder"] != "baseline"].iterrows():
         pts = table[table["run"].isin(s["runs"].split())]
         tpf, acc, _ = _points(pts)
-        order = sorted(range(len(tpf)), key=lambda j: tpf[j])
+        gone = set(s["dropped"].split())
+        keep = sorted((x, y) for x, y, r in zip(tpf, acc, pts["run"]) if r not in gone)
         c = colour.get((s["model"], s["decoder"].split()[0]), "0.3")
-        ax2.plot([tpf[j] for j in order], [acc[j] for j in order], "-o", color=c, ms=5,
+        ax2.plot([x for x, _ in keep], [y for _, y in keep], "-o", color=c, ms=5,
                  label=f"{s['model']} + {s['decoder']}: AUP {s['aup']:.1f}")
+        for x, y, r in zip(tpf, acc, pts["run"]):
+            if r in gone:  # not part of the area: more than 5 points below the curve's first point
+                ax2.plot([x], [y], "x", color=c, ms=7)
+                dropped_any = True
+    if dropped_any:
+        ax2.plot([], [], "x", color="0.3", label="dropped from AUP (> 5 points below the first point)")
     if len(scores):
         ax2.axhline(scores["y_max"].iloc[0], color="0.5", lw=0.8, ls="--", label=f"y_max {scores['y_max'].iloc[0]:.1f}")
     kinds = ", ".join(sorted(set(scores["tpf_kind"]))) or "dpbench"
@@ -257,7 +266,7 @@ def plot_tradeoff(df: pd.DataFrame, path: str | Path, *, sampler: str | None = N
     ax2.set_ylabel("accuracy (%)")
     ax2.set_title("accuracy under parallelism (AUP in the legend)", fontsize=10)
     ax2.grid(alpha=0.3)
-    ax2.legend(fontsize=8, loc="lower left")
+    ax2.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2)
     manifests = df.attrs.get("manifests") or _manifests(df)
     if manifests:
         add_caption(fig, caption_text(manifests, df["n"]))

@@ -153,20 +153,19 @@ def aup_chart(table: pd.DataFrame, caption: str | None = None) -> Figure:
     from .scoreboard import _points, aup_table, decoder_label
 
     scores = aup_table(table)
-    fig = _figure(7.0, 4.8, layout="constrained")
+    fig = _figure(7.4, 4.4 + 0.18 * (len(scores) + 2), layout="constrained")
     ax = fig.subplots()
     t = table.assign(decoder=[decoder_label(s, p) for s, p in zip(table["sampler"], table["params"])])
     for i, (_, s) in enumerate(scores.iterrows()):
         g = t[t["run"].isin(s["runs"].split())]
         tpf, acc, _ = _points(g)
-        order = np.argsort(tpf)
-        xs, ys = np.asarray(tpf)[order], np.asarray(acc)[order]
-        ax.plot(xs, ys, "-o", color=f"C{i}", ms=5,
+        gone = set(s["dropped"].split())
+        keep = sorted((x, y) for x, y, r in zip(tpf, acc, g["run"]) if r not in gone)
+        ax.plot([x for x, _ in keep], [y for _, y in keep], "-o", color=f"C{i}", ms=5,
                 label=f"{s['model']} + {s['decoder']}: AUP {s['aup']:.1f}" + (f" ({s['task']})" if scores["task"].nunique() > 1 else ""))
-        for run in s["dropped"].split():
-            r = g[g["run"] == run]
-            x, y, _ = _points(r)
-            ax.plot(x, y, "x", color=f"C{i}", ms=8)
+        for x, y, r in zip(tpf, acc, g["run"]):
+            if r in gone:  # not part of the area
+                ax.plot([x], [y], "x", color=f"C{i}", ms=8)
     for task, y_max in dict(zip(scores["task"], scores["y_max"])).items():
         ax.axhline(y_max, color="0.5", lw=0.8, ls="--", label=f"y_max {y_max:.1f} ({task})")
     if len(scores) and scores["dropped"].str.len().gt(0).any():
@@ -176,7 +175,7 @@ def aup_chart(table: pd.DataFrame, caption: str | None = None) -> Figure:
     ax.set_ylabel("accuracy %")
     ax.set_xlim(left=0)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower left")
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2)  # below: never over the points
     ax.set_title("Accuracy under parallelism: accuracy vs tokens per forward", fontsize=10)
     if caption:
         add_caption(fig, caption, fontsize=6)
