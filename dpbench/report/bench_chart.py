@@ -18,9 +18,12 @@ def bench_chart(result: dict[str, Any]):
     gkey = lambda r: (r["sampler"], r["prompt_tokens"], r["batch_size"])  # noqa: E731
     groups = list(dict.fromkeys(gkey(r) for r in rows))
     plen = {gkey(r): r["prompt_positions_mean"] for r in rows}
-    fig = Figure(figsize=(max(7.0, 1.1 * len(groups) * len(caches) + 2), 4.4), layout="constrained")
+    # Two panels stacked, at most 16 inches wide: side by side, 6 groups x 6 bars made a 42-inch figure.
+    wide = len(groups) * len(caches) > 8
+    fig = Figure(figsize=(min(16.0, max(7.0, 0.45 * len(groups) * len(caches) + 2)), 8.4 if wide else 4.4),
+                 layout="constrained")
     FigureCanvasAgg(fig)
-    axes = fig.subplots(1, 2)
+    axes = fig.subplots(2, 1) if wide else fig.subplots(1, 2)
     width = 0.8 / len(caches)
     panels = (("seconds_per_sample", "seconds per sample (lower is better)", "seconds per sample (wall-clock / samples)"),
               ("throughput_tok_s", "answer tokens / s (higher is better)", "answer tokens per second"))
