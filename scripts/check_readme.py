@@ -67,8 +67,8 @@ def commands(readme: Path) -> list[tuple[str, str]]:
                     out.append(("bash", cmd))
         elif lang == "python":
             buf.append(line)
-    # lm-eval users' one-liner in the prose: `python -m dpbench.lmeval ...`
-    for m in re.finditer(r"`(python -m dpbench\.lmeval [^`]+)`", readme.read_text()):
+    # Commands in the prose (lm-eval users' one-liners and the report that reads their output), in order.
+    for m in re.finditer(r"`((?:python -m dpbench\.lmeval|dpbench report) [^`]+)`", readme.read_text()):
         out.append(("bash", m.group(1)))
     return out
 
