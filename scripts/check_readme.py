@@ -3,6 +3,7 @@
     bash scripts/check_readme.sh                 # clone this checkout to a temp dir, set it up, run everything
     bash scripts/check_readme.sh --here          # run in this checkout (its .venv), no clone
     bash scripts/check_readme.sh --skip-tests    # leave out the test suite (the longest command)
+    bash scripts/check_readme.sh --clone DIR --only pytest   # rerun some commands in an earlier clone, merged
 
 Commands are read from the README's ```bash and ```python blocks (backslash continuations
 joined). Each runs as written, in README order, with the clone's .venv first on PATH, except:
@@ -84,13 +85,14 @@ def plan(cmd: str) -> tuple[str, str, str]:
     return bare, "as written", "ok"
 
 
-def run_all(where: Path, out: Path, skip_tests: bool, log) -> list[dict]:
+def run_all(where: Path, out: Path, skip_tests: bool, log, only: str | None = None) -> list[dict]:
     env = {**os.environ, "PATH": f"{where / '.venv' / 'bin'}:{os.environ['PATH']}", "HF_HUB_OFFLINE": "1",
            "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=where, capture_output=True, text=True).stdout.strip()
     rows = []
     for lang, cmd in commands(where / "README.md"):
-        if cmd.startswith(SETUP):
-            continue  # the set-up step, timed by main()
+        if cmd.startswith(SETUP) or (only is not None and only not in cmd):
+            continue  # the set-up step is timed by main()
         if cmd.startswith(TESTS) and skip_tests:
             rows.append({"command": cmd, "run": "skipped (--skip-tests)", "status": "skipped", "seconds": None})
             continue
@@ -110,7 +112,8 @@ def run_all(where: Path, out: Path, skip_tests: bool, log) -> list[dict]:
         else:
             named = re.search(r"offline|does not exist|not a local directory|not cached", proc.stdout + proc.stderr)
             status = "refused at once, as expected" if proc.returncode and named and secs < 120 else "UNEXPECTED"
-        rows.append({"command": cmd, "run": how, "status": status, "seconds": round(secs, 1), "tail": tail})
+        rows.append({"command": cmd, "run": how, "status": status, "seconds": round(secs, 1), "tail": tail,
+                     "commit": commit})
         log(f"  {status} in {secs:.1f} s")
     return rows
 
@@ -123,11 +126,12 @@ def write(rows: list[dict], out: Path, setup_s: float | None, where: Path) -> No
              f"in {'a fresh clone' if setup_s is not None else 'this checkout'} ({where}).", ""]
     if setup_s is not None:
         lines += [f"Set-up (`bash scripts/setup.sh`): {setup_s:.0f} s.", ""]
-    lines += ["| command | run | status | seconds |", "|---|---|---|---|"]
+    lines += ["| command | run | status | seconds | commit |", "|---|---|---|---|---|"]
     for r in rows:
         cmd = r["command"] if len(r["command"]) < 160 else r["command"][:157] + "..."
         cmd = cmd.replace("|", "\\|").replace("\n", " ")
-        lines.append(f"| `{cmd}` | {r['run']} | {r['status']} | {'' if r['seconds'] is None else r['seconds']} |")
+        lines.append(f"| `{cmd}` | {r['run']} | {r['status']} | {'' if r['seconds'] is None else r['seconds']} | "
+                     f"{r.get('commit', '')} |")
     (out / "check.md").write_text("\n".join(lines) + "\n")
 
 
@@ -136,23 +140,33 @@ def main() -> int:
     ap.add_argument("--here", action="store_true", help="run in this checkout instead of a fresh clone")
     ap.add_argument("--skip-tests", action="store_true", help="do not run the test suite")
     ap.add_argument("--out", default=str(ROOT / "results" / "readme"), help="where check.md and check.json go")
+    ap.add_argument("--clone", help="an earlier clone to run in (no new clone, no set-up)")
+    ap.add_argument("--only", help="run only the commands containing this text; their rows replace the earlier ones")
     args = ap.parse_args()
     log = lambda msg: print(msg, flush=True)  # noqa: E731
     setup_s = None
-    if args.here:
-        where = ROOT
+    if args.here or args.clone:
+        where = ROOT if args.here else Path(args.clone)
     else:
-        where = Path(tempfile.mkdtemp(prefix="dpbench-readme-")) / "dpbench"
+        tmp = Path(tempfile.mkdtemp(prefix="dpbench-readme-"))
+        # mkdtemp makes it 0700: the code sandbox's unprivileged uid could not reach the clone's interpreter.
+        tmp.chmod(0o755)
+        where = tmp / "dpbench"
         subprocess.run(["git", "clone", "-q", str(ROOT), str(where)], check=True)
         log(f"cloned into {where}; $ {SETUP}")
         t0 = time.perf_counter()
         subprocess.run(["bash", "scripts/setup.sh"], cwd=where, check=True)
         setup_s = time.perf_counter() - t0
-    rows = run_all(where, Path(args.out), args.skip_tests, log)
+    rows = run_all(where, Path(args.out), args.skip_tests, log, args.only)
+    if args.only is not None and (Path(args.out) / "check.json").is_file():
+        old = json.loads((Path(args.out) / "check.json").read_text())
+        new = {r["command"]: r for r in rows}
+        rows = [new.get(r["command"], r) for r in old["rows"]]
+        setup_s = old.get("setup_seconds")
     write(rows, Path(args.out), setup_s, where)
     bad = [r for r in rows if r["status"].startswith(("FAILED", "UNEXPECTED"))]
     log(f"{len(rows) - len(bad)} of {len(rows)} commands as expected; report in {args.out}/check.md")
-    if not args.here and not bad:
+    if not (args.here or args.clone) and not bad:
         shutil.rmtree(where.parent, ignore_errors=True)
     return 1 if bad else 0
 

@@ -37,12 +37,13 @@ def _text(res) -> str:
 
 
 def test_readme_sweep_with_a_missing_student_fails_at_once(no_work, tmp_path):
+    student = tmp_path / "runs" / "tiny-student" / "model"  # the README's path, not made yet (cwd-independent)
     res = CliRunner().invoke(app, [
-        "sweep", "arith", "-m", "teacher=tiny-arith", "-m", "student=runs/tiny-student/model", "--sampler", "dparallel,dparalel",
+        "sweep", "arith", "-m", "teacher=tiny-arith", "-m", f"student={student}", "--sampler", "dparallel,dparalel",
         "--param", "threshold=0.1,0.3", "-p", "dparallel:thresold=1", "--out", str(tmp_path / "s"), "--batch-size", "0"])
     text = _text(res)
     assert res.exit_code != 0 and no_work == []
-    for part in ("problems found before any work started", "runs/tiny-student/model", "did you mean 'dparallel'",
+    for part in ("problems found before any work started", "model student=", "does not exist", "did you mean 'dparallel'",
                  "unknown parameter(s) thresold", "batch-size must be >= 1"):
         assert part in text, part
     assert text.count("did you mean 'dparallel'") == 1  # one bad name in a grid is reported once
