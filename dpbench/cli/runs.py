@@ -62,7 +62,7 @@ def run(
         try:
             check_run(cfg)
         except ValueError as err:
-            raise typer.BadParameter(str(err)) from None
+            raise cli_error(err) from None
     if num_processes > 1 and "WORLD_SIZE" not in os.environ:
         from ..distributed import relaunch_with_torchrun
 
