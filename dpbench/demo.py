@@ -6,7 +6,8 @@ threshold 0.9 and dParallel's entropy threshold 0.5, plus the distilled student
 `tiny-arith-dparallel` with dParallel when that preset is installed, and d3LLM's
 multi-block decoder (`multiblock`) on both when this install registers it. Each run
 is an ordinary run directory under ``out`` (default ``runs/demo``, which git ignores;
-the committed ``results/demo`` is regenerated explicitly with ``--out results/demo``);
+the committed ``results/demo`` is regenerated explicitly, by copying ``runs/demo`` there, so its manifests
+name a clean commit);
 the report (``report.md`` with AUP, ``report.csv``, ``aup.csv``) and the charts (PNG +
 SVG) are written next to them.
 """

@@ -105,7 +105,7 @@ def report(
 ) -> None:
     """Print accuracy (95% CI), NFE, tokens per forward, latency and speedup per run.
 
-    Example: dpbench report results/demo/* --aup --out results/demo
+    Example: dpbench report results/demo/* --aup --leaderboard --out runs/report
     """
     import pandas as pd
 
@@ -177,7 +177,7 @@ def plot(
 ) -> None:
     """Speedup bars, accuracy vs NFE, NFE histograms and the certainty-convergence chart.
 
-    Example: dpbench plot results/demo/baseline results/demo/dparallel-0.5 --out results/charts
+    Example: dpbench plot results/demo/baseline results/demo/dparallel-0.5 --out runs/charts
     """
     from ..report import plot_runs
 
@@ -201,7 +201,7 @@ def demo(
 ) -> None:
     """Benchmark baseline, confidence 0.9, dParallel 0.5 (and multiblock where registered) on the shipped tiny models.
 
-    Writes the runs, report.md (with AUP) and the charts to runs/demo; regenerate the committed copy with --out results/demo.
+    Writes the runs, report.md (with AUP) and the charts to runs/demo; the committed results/demo is a copy of it.
 
     Example: dpbench demo --limit 200
     """
