@@ -2,10 +2,10 @@
 
 Measured, not guessed: each planned run's model is loaded once and a small probe
 batch (at most 8 problems) is decoded with the run's own sampler; seconds per problem
-x problems gives the run's estimate. The probe runs at a smaller batch than the run,
-and on a CPU a larger batch buys at most ~2x throughput, so estimates lean high there;
-the time of later machine load is not in them. Training estimates time a few optimizer
-steps the same way.
+x (problems + the runner's untimed warm-up batch) + a model load gives the run's
+estimate. Scoring, records, manifests, the report and the charts are not in it, nor
+later load on a shared machine: on a busy 2-core machine estimates came out 1.5-1.7x
+low (docs/runs.md). Training estimates time a few optimizer steps the same way.
 """
 
 from __future__ import annotations
@@ -82,7 +82,7 @@ def estimate_runs(plan: list[PlannedRun], *, device: str | None = None, dtype: s
         task = get_task(run.task, **({"data_file": run.data_file} if run.data_file else {}))
         sampler = build_sampler(run.sampler, run.params, task=task)
         per = probe_seconds_per_problem(lm, tok, task, sampler, split=run.split, batch_size=run.batch_size)
-        secs = per * run.n + load_s
+        secs = per * (run.n + min(PROBE, run.batch_size)) + load_s  # the runner's warm-up batch is decoded too
         total += secs
         log(f"  {run.label}: {run.n} problems x {per:.3f} s = {fmt_seconds(secs)}")
     return total
