@@ -184,17 +184,20 @@ class _Combo:
     answer_tokens: int = 0
     forward_tokens: int = 0
     peak_mb: float = 0.0
+    warm_s: float = 0.0  # the untimed warm-up batch: what the estimate printed before the rounds is made of
     completions: dict[str, str] = field(default_factory=dict)
     extracted: dict[str, Any] = field(default_factory=dict)
     correct: int = 0
 
 
 def run_bench(cfg: BenchConfig, lm: DiffusionLM | None = None, tokenizer=None, *, progress: bool = True,
-              on_round: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+              on_round: Callable[[dict[str, Any]], None] | None = None,
+              on_estimate: Callable[[float], None] | None = None) -> dict[str, Any]:
     """Measure every combination; returns {"config", "environment", "rows", "complete", "rounds"}
     (rows: one dict per combination). ``on_round`` gets the result so far after every round but
     the last (``complete`` False, rows over the samples measured so far), so an interrupted bench
-    keeps what it measured."""
+    keeps what it measured. ``on_estimate`` gets the expected seconds of the timed rounds once the
+    warm-ups are done (each combination's warm-up batch time x its batches)."""
     from .models import load_model
     from .samplers import build_sampler
     from .tasks import get_task
@@ -222,8 +225,14 @@ def run_bench(cfg: BenchConfig, lm: DiffusionLM | None = None, tokenizer=None, *
         batches = [(docs[i : i + bs], encode(prompts[n][i : i + bs], n)) for i in range(0, len(docs), bs)]
         combo = _Combo(name, cache, step, bs, n, smp, batches)
         # Warm-up (untimed): one batch of training problems at this shape.
-        smp.generate(lm, **encode(build_prompts(task, tokenizer, warm[:bs], n, cfg.seed + 1, cfg.prompt_fill), n))
+        warm_enc = encode(build_prompts(task, tokenizer, warm[:bs], n, cfg.seed + 1, cfg.prompt_fill), n)
+        t0 = time.perf_counter()
+        smp.generate(lm, **warm_enc)
+        _sync(dev)
+        combo.warm_s = time.perf_counter() - t0
         combos.append(combo)
+    if on_estimate is not None:
+        on_estimate(sum(c.warm_s * len(c.batches) for c in combos))
 
     timer = ForwardTimer(lm)
     rounds = max(len(c.batches) for c in combos)

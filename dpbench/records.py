@@ -313,17 +313,20 @@ def encode_prompts(tok, prompts: list[str], *, add_special_tokens: bool | None =
 
 
 def decode_batch(lm, tok, sampler, prompts: list[str], *, generator=None, trace: bool = False,
-                 add_special_tokens: bool | None = None) -> list[dict[str, Any]]:
+                 add_special_tokens: bool | None = None, stop=()) -> list[dict[str, Any]]:
     """Decode one batch of prompt strings, timed; one record (without doc id or score) per prompt.
 
     Fields: ``prompt_tokens``, ``gen_tokens`` (answer tokens before the first EOS),
     ``nfe``, ``seconds`` (the batch's time split by NFE, see the module doc),
     ``completion`` (the answer text before the first EOS), ``batch_seconds``,
-    ``batch_size``; with ``trace``, ``trace`` (see `trace_row`).
+    ``batch_size``, ``lb_tokens`` (generated tokens as the d3LLM leaderboard counts them:
+    non-EOS answer tokens before the first of the ``stop`` strings, one sequence for the
+    batch or one per prompt; `dpbench.textutil.leaderboard_token_count`); with ``trace``,
+    ``trace`` (see `trace_row`).
     """
     import time as _time
 
-    from .textutil import decode_answers
+    from .textutil import decode_answers, leaderboard_token_count
 
     enc = encode_prompts(tok, prompts, add_special_tokens=add_special_tokens)
     sync(lm.device)
@@ -335,10 +338,12 @@ def decode_batch(lm, tok, sampler, prompts: list[str], *, generator=None, trace:
     texts, n_tok = decode_answers(tok, answers, lm.eos_token_ids)
     nfe = res.nfe.cpu().tolist()
     total = max(sum(nfe), 1)
+    stops = [stop] * len(prompts) if not stop or isinstance(stop[0], str) else list(stop)
     rows = []
     for i, text in enumerate(texts):
         row = {"prompt_tokens": int(enc["attention_mask"][i].sum()), "gen_tokens": int(n_tok[i]), "nfe": int(nfe[i]),
-               "seconds": secs * nfe[i] / total, "completion": text, "batch_seconds": secs, "batch_size": len(prompts)}
+               "seconds": secs * nfe[i] / total, "completion": text, "batch_seconds": secs, "batch_size": len(prompts),
+               "lb_tokens": leaderboard_token_count(tok, answers[i].tolist(), lm.eos_token_ids, stops[i] or ())}
         if trace and res.trace is not None:
             row["trace"] = trace_row(res.trace, i, answers[i])
         rows.append(row)

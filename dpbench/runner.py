@@ -263,7 +263,7 @@ def _generate(lm, tok, task, sampler, batch, cfg: RunConfig, order, *, trace: bo
     """Decode one batch of documents; return (doc, record without the score) pairs."""
     prompts = [task.build_prompt(d, tok) for d in batch]
     gen = rec.batch_generator(lm.device, cfg.seed, order[batch[0].doc_id])
-    rows = rec.decode_batch(lm, tok, sampler, prompts, generator=gen, trace=trace)
+    rows = rec.decode_batch(lm, tok, sampler, prompts, generator=gen, trace=trace, stop=tuple(getattr(task, "stop", ())))
     return [(doc, {"doc_id": doc.doc_id, **row}) for doc, row in zip(batch, rows)]
 
 

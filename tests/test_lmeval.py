@@ -108,17 +108,22 @@ def test_local_variant_and_offline_error(tmp_path):
 
 
 def test_module_wrapper_adds_include_path(monkeypatch):
-    import lm_eval.__main__
+    from lm_eval._cli.harness import HarnessCLI
 
     import dpbench.lmeval.__main__ as wrapper
 
-    seen = {}
-    monkeypatch.setattr(lm_eval.__main__, "cli_evaluate", lambda: seen.setdefault("argv", list(__import__("sys").argv)))
-    wrapper.main(["--model", "dpbench", "--tasks", "dpbench_gsm8k"])
-    assert seen["argv"][-2:] == ["--include_path", str(wrapper.TASKS_DIR)]
-    seen.clear()
-    wrapper.main(["--model", "dpbench", "--include_path", "/x"])
-    assert seen["argv"].count("--include_path") == 1
+    seen = []
+    monkeypatch.setattr(HarnessCLI, "execute", lambda self, ns: seen.append(ns))
+    wrapper.main(["--model", "dummy", "--tasks", "hellaswag"])
+    assert seen[-1].include_path == str(wrapper.TASKS_DIR)
+    wrapper.main(["--model", "dummy", "--tasks", "hellaswag", "--include_path", "/x"])
+    assert seen[-1].include_path == "/x"
+    # With --data_file: a task folder whose dpbench_gsm8k reads the file, the other shipped tasks linked in.
+    wrapper.main(["--model", "dummy", "--tasks", "dpbench_gsm8k", "--data_file", str(GSM8K)])
+    folder = Path(seen[-1].include_path)
+    local = yaml.safe_load((folder / "dpbench_gsm8k_local.yaml").read_text())
+    assert local["dataset_kwargs"]["data_files"]["test"] == str(GSM8K.resolve())
+    assert (folder / "minerva_math.yaml").is_symlink() and not (folder / "gsm8k.yaml").exists()
 
 
 DP_SCRIPT = """

@@ -35,7 +35,7 @@ def test_all_charts_written_and_non_empty(tmp_path):
     ]
     paths = plot_runs(runs, tmp_path / "charts")
     names = sorted(p.name for p in paths)
-    expected = sorted(f"{n}.{ext}" for n in ("speedup", "tradeoff", "nfe_hist", "convergence") for ext in ("png", "svg"))
+    expected = sorted(f"{n}.{ext}" for n in ("speedup", "tradeoff", "nfe_ecdf", "aup", "convergence") for ext in ("png", "svg"))
     assert names == expected
     for p in paths:
         data = p.read_bytes()
@@ -51,4 +51,62 @@ def test_all_charts_written_and_non_empty(tmp_path):
 def test_no_traces_means_no_convergence_chart(tmp_path):
     runs = [make_run(tmp_path, "b", "baseline", {"steps": 16}, [16, 16], trace=False)]
     names = {p.stem for p in plot_runs(runs, tmp_path / "c", formats=("png",))}
-    assert names == {"speedup", "tradeoff", "nfe_hist"}
+    assert names == {"speedup", "tradeoff", "nfe_ecdf", "aup"}
+
+
+def _table(runs):
+    from dpbench.report import summarize
+
+    return summarize(runs)
+
+
+def test_no_baseline_run_draws_no_empty_speedup_bars(tmp_path):
+    from dpbench.report.plots import speedup_chart
+
+    runs = [make_run(tmp_path, "dp", "dparallel", {"threshold": 0.5}, [3, 4, 5]),
+            make_run(tmp_path, "conf", "confidence", {"threshold": 0.9}, [5, 6, 8])]
+    fig = speedup_chart(_table(runs))
+    nfe_ax, time_ax, _ = fig.axes[:3]
+    heights = [p.get_height() for ax in (nfe_ax, time_ax) for p in ax.patches]
+    assert heights and min(heights) > 0  # absolute NFE and latency bars, never a 0.00x bar
+    assert "no baseline" in nfe_ax.get_title() and "mean NFE" in nfe_ax.get_title()
+    assert nfe_ax.patches[0].get_height() == 4.0  # mean NFE of "dp"
+    # With a baseline, a run of another task (no reference) gets a note instead of a bar.
+    base = make_run(tmp_path, "base", "baseline", {"steps": 16}, [16, 16, 16])
+    fig = speedup_chart(_table([base, runs[0]]))
+    assert [round(p.get_height(), 2) for p in fig.axes[0].patches] == [1.0, 4.0]
+
+
+def test_every_figure_has_a_caption_line(tmp_path):
+    from dpbench.report.plots import aup_chart, nfe_chart, speedup_chart, tradeoff_chart
+    from dpbench.report.caption import caption_text
+    from dpbench.report import load_records
+
+    runs = [make_run(tmp_path, "baseline", "baseline", {"steps": 16}, [16] * 6),
+            make_run(tmp_path, "dp", "dparallel", {"threshold": 0.5}, [3, 4, 4, 5, 7, 9])]
+    table = _table(runs)
+    manifests = table.attrs["manifests"]
+    manifests[0].update(device_info={"type": "cpu", "name": "x86_64", "cpu_count": 2, "torch_threads": 1},
+                        versions={"dpbench": "9.9"}, git_commit="abcdef0123-dirty")
+    cap = caption_text(manifests, table["n"])
+    for part in ("model tiny", "task arith", "CPU x86_64 (2 cores, 1 torch thread)", "batch 2", "n=6 per run",
+                 "dpbench 9.9 (git abcdef0-dirty)"):
+        assert part in cap, (part, cap)
+    figs = [speedup_chart(table, cap), tradeoff_chart(table, cap), nfe_chart(load_records(runs), cap), aup_chart(table, cap)]
+    for fig in figs:
+        assert any(t.get_text() == cap for t in fig.texts)
+
+
+def test_convergence_chart_shares_the_position_axis_and_explains_its_marks(tmp_path):
+    from dpbench.report.convergence import convergence_chart
+    from dpbench.records import read_trace
+
+    runs = [make_run(tmp_path, "baseline", "baseline", {"steps": 16}, [16] * 6),
+            make_run(tmp_path, "dp", "dparallel", {"threshold": 0.5}, [3, 4, 4, 5, 7, 9])]
+    fig = convergence_chart({r.name: read_trace(r) for r in runs}, block_length=8, caption="cap")
+    strips, mean_ax = fig.axes[:2], fig.axes[2]
+    assert all(ax.get_xlim() == mean_ax.get_xlim() for ax in strips)
+    labels = [t.get_text() for t in mean_ax.get_legend().get_texts()]
+    assert any("block boundary" in x for x in labels) and any("EOS padding" in x for x in labels)
+    assert any("percentile" in x for x in labels) and sum("samples)" in x for x in labels) == 2
+    assert [t.get_text() for t in strips[0].texts][:6] == list("4+5=9↵")  # the answer tokens, legible in their cells

@@ -93,7 +93,9 @@ def test_write_report_csv_and_markdown(runs, tmp_path):
     assert csv.loc[2, "speedup_nfe"] == pytest.approx(64 / 12)
     md = (tmp_path / "out" / "report.md").read_text()
     assert "| dp | teacher | dparallel | threshold=0.5 | 64/16 | 10 | 70.0 [39.7, 89.2] | 12.00 |" in md
-    assert "5.33x" in md and md.count("\n| ") == 1 + 4
+    first = md.split("\n\n")[1]  # the runs table (the AUP table follows)
+    assert "5.33x" in first and first.count("\n| ") == 4 and first.startswith("| run |")
+    assert "## AUP" in md and (tmp_path / "out" / "aup.csv").exists()
 
 
 def test_not_a_run_dir(tmp_path):
@@ -125,5 +127,54 @@ def test_paper_rows_beside_measured_ones():
     assert set(rows["task"]) == {"gsm8k"} and len(rows) == 6
     dp = rows[rows["method"] == "dParallel"].iloc[0]
     assert (dp["steps"], dp["accuracy_pct"]) == (30, 76.1)
-    # A task the paper does not have (arith) shows the whole table for reference.
-    assert len(paper_beside(pd.DataFrame({"task": ["arith"]}))) == 48
+    # A task the paper does not have (arith): no rows (the CLI says so in one line).
+    assert paper_beside(pd.DataFrame({"task": ["arith"]})).empty
+
+
+def test_every_non_default_param_is_visible(tmp_path):
+    from dpbench.report import key_params
+
+    assert key_params({"threshold": 0.5, "cache": "none", "temperature": 0.0}, "dparallel") == "threshold=0.5"
+    shown = key_params({"threshold": 0.5, "cache": "dual", "dual_lookahead": 16, "step_kernel": False,
+                        "gen_length": 64}, "dparallel")
+    assert shown == "threshold=0.5 cache=dual dual_lookahead=16 step_kernel=False"
+    # A sampler this install does not have: the common params' defaults still hide what is default.
+    assert key_params({"threshold": 0.5, "cache": "prefix", "early_stop": False}, "not-here") == "threshold=0.5 cache=prefix"
+    cached = make_run(tmp_path, "dual", sampler="dparallel", params={"threshold": 0.5, "cache": "dual"}, nfe=[8], correct=[True])
+    plain = make_run(tmp_path, "none", sampler="dparallel", params={"threshold": 0.5, "cache": "none"}, nfe=[8], correct=[True])
+    t = summarize([cached, plain]).set_index("run")
+    assert t.loc["dual", "params"] != t.loc["none", "params"]
+
+
+def test_paths_that_are_not_runs_are_skipped_with_one_note_each(runs, tmp_path):
+    bench = tmp_path / "bench"
+    bench.mkdir()
+    (bench / "bench.json").write_text("{}")
+    chart = tmp_path / "speedup.png"
+    chart.write_bytes(b"\x89PNG")
+    t = summarize([runs[0], bench, chart, tmp_path / "missing", runs[2]])
+    assert list(t["run"]) == ["base", "dp"]
+    notes = t.attrs["notes"]
+    assert len(notes) == 3 and "a `dpbench bench` output" in notes[0] and "no such file" in notes[1]
+    assert notes[2] == "skipped 1 file(s), not run directories: speedup.png"
+
+
+def test_latency_spread_and_speedup_interval(runs):
+    t = summarize(runs).set_index("run")
+    assert t.loc["dp", "latency_p5"] == pytest.approx(0.08)
+    assert (t.loc["base", "speedup_time_p5"], t.loc["base", "speedup_time_p95"]) == (1.0, 1.0)
+    dp = t.loc["dp"]
+    assert dp["speedup_time_p5"] < dp["speedup_time"] < dp["speedup_time_p95"]
+    assert summarize(runs).equals(summarize(runs))  # seeded: the same records give the same interval
+
+
+def test_cli_paper_and_leaderboard_say_so_when_they_have_no_such_task(runs):
+    from typer.testing import CliRunner
+
+    from dpbench.cli import app
+
+    res = CliRunner().invoke(app, ["report", *map(str, runs), "--paper", "--leaderboard", "--aup"])
+    assert res.exit_code == 0, res.output
+    assert "the dParallel paper reports none of these tasks (arith)" in res.output
+    assert "the AUP leaderboard publishes none of these tasks (arith)" in res.output
+    assert "AUP (accuracy under parallelism) per curve" in res.output and "GSM8K-CoT" not in res.output

@@ -222,7 +222,7 @@ def test_demo_on_a_tiny_model(tiny_model, tmp_path):
     runs = (("baseline", tiny_model, "baseline", {}), ("dparallel-0.5", tiny_model, "dparallel", {"threshold": 0.5}),
             ("absent", str(tmp_path / "no-such-model"), "dparallel", {}))
     res = run_demo(tmp_path / "demo", limit=3, batch_size=2, progress=False, task="fake-runner", runs=runs)
-    assert res.skipped == ["absent"]
+    assert res.skipped == [f"absent (model {tmp_path / 'no-such-model'} not installed)"]
     assert list(res.table["run"]) == ["baseline", "dparallel-0.5"]
     names = {p.name for p in res.files}
     assert {"report.md", "report.csv", "speedup.png", "speedup.svg", "convergence.svg"} <= names

@@ -51,14 +51,23 @@ def bench(
 
     if threads:
         torch.set_num_threads(threads)
+    from ..estimate import fmt_seconds
+    from ..preflight import check_bench
+
     try:
         cfg = BenchConfig(
             model=model, samplers=_list(sampler), params=parse_params(param), caches=_list(cache), step_paths=_list(step),
             batch_sizes=_list(batch_size, int), prompt_tokens=_list(prompt_tokens, int) if prompt_tokens else [None],
             prompt_fill=prompt_fill, samples=samples, task=task, device=device, dtype=dtype,
         )
+        check_bench(cfg)  # every model, sampler and cache setting, before anything loads
+        n = len(cfg.samplers) * len(cfg.caches) * len(cfg.step_paths) * len(cfg.batch_sizes) * len(cfg.prompt_tokens)
+        typer.echo(f"bench: {n} combination(s) ({', '.join(cfg.samplers)} x cache {', '.join(cfg.caches)} x step "
+                   f"{', '.join(cfg.step_paths)} x batch {', '.join(map(str, cfg.batch_sizes))}), {cfg.samples} {cfg.task} "
+                   f"prompts each after one warm-up batch, into {out}")
         # After every round the results so far go to --out: an interrupted bench keeps what it measured.
-        result = run_bench(cfg, on_round=lambda partial: write_results(partial, out, with_chart=False))
+        result = run_bench(cfg, on_round=lambda partial: write_results(partial, out, with_chart=False),
+                           on_estimate=lambda s: typer.echo(f"estimate (from the warm-up batches): about {fmt_seconds(s)}"))
     except (ValueError, OSError) as err:
         raise cli_error(err) from None
     paths = write_results(result, out)

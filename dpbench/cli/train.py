@@ -34,6 +34,7 @@ def pretrain(
     save_every: int = typer.Option(0, help="Write a checkpoint every N steps (0: only at the end)."),
     threads: Optional[int] = typer.Option(None, help="torch CPU threads (default: torch's choice)."),
     device: str = typer.Option("cpu", help="cpu or cuda."),
+    estimate: bool = typer.Option(True, help="Before starting, time 3 training steps and print how long it will take."),
 ) -> None:
     """Train the built-in LLaDA-style model from scratch (masked-diffusion SFT) and save it.
 
@@ -51,6 +52,19 @@ def pretrain(
             n_layers=n_layers, n_heads=n_heads, mlp_hidden_size=mlp_hidden_size, gen_length=gen_length, seed=seed,
             eval_limit=eval_limit, eval_samplers=tuple(eval_sampler or ("baseline",)), eval_every=eval_every, save_every=save_every, threads=threads, device=device,
         )
+        from ..preflight import Problems, check_sampler, check_task
+
+        p = Problems()  # the task and every evaluation sampler, before any training
+        t = check_task(p, task, split=None)
+        for name in cfg.eval_samplers:
+            check_sampler(p, name, {}, t, what=f"--eval-sampler {name}")
+        p.raise_if_any("dpbench pretrain")
+        typer.echo(f"pretrain: a {n_layers}-layer d={d_model} model on {task}, {steps} steps x batch {batch_size} on {device}, "
+                   f"then {eval_limit} test problems per evaluation sampler ({', '.join(cfg.eval_samplers)}), into {out}")
+        if estimate:
+            from ..estimate import estimate_pretrain, fmt_seconds
+
+            typer.echo(f"estimate: about {fmt_seconds(estimate_pretrain(cfg, log=typer.echo))}")
         result = run_pretrain(cfg, out)
     except ValueError as err:
         raise cli_error(err) from None

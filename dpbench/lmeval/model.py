@@ -1,6 +1,6 @@
 """`DPBenchLM`: a dpbench sampler driving a diffusion LM, as an lm-evaluation-harness model.
 
-Registered as ``dpbench``. Model args: ``model`` (preset, directory or hub id),
+Registered as ``dpbench``. Model args: ``model`` or ``pretrained`` (lm-eval's usual key; preset, directory or hub id),
 ``sampler`` (``dpbench samplers``), any sampler parameter (``threshold=0.5``,
 ``gen_length=256``, ``steps=...``), ``batch_size``, ``device``, ``dtype``,
 ``chat`` (auto/true/false), ``trust_remote_code``, ``seed``, ``warmup``,
@@ -12,6 +12,15 @@ its own).
 
 Only generation is supported: masked diffusion samplers produce text, they do
 not score continuations, so `loglikelihood` raises `NotImplementedError`.
+
+``--gen_kwargs`` (and a task's ``generation_kwargs``) are honoured per request:
+``until`` cuts the answer; ``max_gen_toks`` sets ``gen_length`` to that many tokens
+rounded up to a whole block (the sampler decodes whole blocks; a baseline keeps its
+steps per block); ``do_sample=True`` with ``temperature`` T samples at T (T defaults to
+1.0), ``do_sample=False`` decodes greedily. Anything else (``top_p``, ``top_k``,
+``num_beams``, ...) and contradictions (``temperature>0`` with ``do_sample=False``, a
+model-args temperature the task's ``do_sample=False`` would silently drop) are refused
+with a ValueError before anything is decoded.
 
 Every request leaves a record in ``self.records`` (task, doc_id, prompt and
 answer tokens, NFE, seconds, the completion after ``until``), with the
@@ -25,6 +34,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 from typing import Any
 
 import lm_eval.models  # noqa: F401  (fills lm-eval's lazy registry first; see register below)
@@ -34,6 +44,7 @@ from lm_eval.api.registry import register_model
 
 from .. import records as rio
 from ..params import parse_bool as _as_bool
+from .genkwargs import GEN_KWARGS, sampler_overrides, stops_of
 
 
 def apply_until(text: str, until: Any) -> str:
@@ -45,6 +56,16 @@ def apply_until(text: str, until: Any) -> str:
         if i != -1:
             cut = min(cut, i)
     return text[:cut]
+
+
+# `python -m dpbench.lmeval` keeps the instance lm-eval creates (lm-eval drops its own reference
+# before returning), so it can add the model's figures to the results lm-eval saves.
+_TRACK = {"on": False, "latest": None}
+
+
+def latest_instance():
+    """The `DPBenchLM` created last while tracking is on (see `dpbench.lmeval.__main__`), else None."""
+    return _TRACK["latest"]
 
 
 @register_model("dpbench")
@@ -67,16 +88,13 @@ class DPBenchLM(LM):
         max_batch_size: int | None = None,  # passed by lm-eval; unused (no automatic batch size)
         lm: Any = None,  # an already loaded DiffusionLM (then ``tokenizer`` too); ``model`` is ignored
         tokenizer: Any = None,
+        pretrained: str | None = None,  # lm-eval's usual name for ``model``
         **sampler_params: Any,
     ) -> None:
         super().__init__()
-        from ..samplers import build_sampler
-
-        if str(batch_size).startswith("auto"):
-            raise ValueError("batch_size=auto is not supported by dpbench; give an integer, e.g. batch_size=8")
+        model = self._check_args(model, pretrained, sampler, batch_size, chat, records_path, lm, tokenizer,
+                                 sampler_params)
         self.batch_size = int(batch_size)
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
         self._init_distributed(device)
         if lm is None:
             from ..models import load_model
@@ -85,19 +103,11 @@ class DPBenchLM(LM):
                                        trust_remote_code=_as_bool(trust_remote_code, "trust_remote_code"))
             self.model_name = model
         else:
-            if tokenizer is None:
-                raise ValueError("pass tokenizer= together with lm=")
             self.model_name = getattr(lm, "name", "") or model
         self.lm, self.tokenizer = lm, tokenizer
         self._device = lm.device
         if self.tokenizer.pad_token_id is None:  # left padding needs an id; the attention mask hides it
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        if isinstance(sampler, str):
-            self.sampler = build_sampler(sampler, sampler_params)
-        elif sampler_params:
-            raise ValueError(f"sampler params {sorted(sampler_params)} given with a sampler object; set them on it")
-        else:
-            self.sampler = sampler  # a sampler object, e.g. from dpbench.samplers.build_sampler
         chat_mode = "auto" if str(chat).lower() == "auto" else _as_bool(chat, "chat")
         has_template = bool(getattr(tokenizer, "chat_template", None))
         if chat_mode is True and not has_template:
@@ -112,10 +122,61 @@ class DPBenchLM(LM):
         self.records_path = records_path
         if records_path and self.world_size > 1:
             self.records_path = f"{records_path}.rank{self.rank}"
+        if records_path:
+            Path(records_path).parent.mkdir(parents=True, exist_ok=True)
         self.resume = _as_bool(resume, "resume")
         if self.resume and not records_path:
             raise ValueError("resume=true needs records_path (the file whose records are reused)")
         self.reused = 0  # requests answered from records_path instead of decoded (all generate_until calls)
+        self._samplers: dict[tuple, Any] = {}
+        if _TRACK["on"]:
+            _TRACK["latest"] = self
+
+    def _check_args(self, model, pretrained, sampler, batch_size, chat, records_path, lm, tokenizer, params) -> str:
+        """Every argument checked before the model is loaded; all problems in one PreflightError.
+        Sets ``self.sampler``; returns the model name."""
+        from ..preflight import Problems, check_model, check_sampler
+
+        p = Problems()
+        if pretrained is not None:
+            if model not in (None, "tiny-arith", pretrained):
+                p.add(f"model={model!r} and pretrained={pretrained!r} name different models; give one of them")
+            model = pretrained
+        if str(batch_size).startswith("auto"):
+            p.add("batch_size=auto is not supported by dpbench; give an integer, e.g. batch_size=8")
+        else:
+            try:
+                if int(batch_size) < 1:
+                    p.add(f"batch_size must be >= 1, got {batch_size}")
+            except ValueError:
+                p.add(f"batch_size must be an integer, got {batch_size!r}")
+        if isinstance(sampler, str):
+            self.sampler = check_sampler(p, sampler, params)
+        elif params:
+            p.add(f"sampler params {sorted(params)} given with a sampler object; set them on it")
+        else:
+            self.sampler = sampler  # a sampler object, e.g. from dpbench.samplers.build_sampler
+        if str(chat).lower() != "auto":
+            p.check("chat", _as_bool, chat, "chat")
+        if lm is None:
+            p.check(f"model {model}", check_model, model)
+        elif tokenizer is None:
+            p.add("pass tokenizer= together with lm=")
+        if records_path and Path(records_path).is_dir():
+            p.add(f"records_path {records_path} is a directory; give a file path, e.g. {Path(records_path) / 'records.jsonl'}")
+        p.raise_if_any("dpbench (lm-eval model)")
+        return model
+
+    def sampler_for(self, gen_kwargs: dict[str, Any] | None):
+        """The sampler for a request's generation kwargs (built once per distinct setting)."""
+        over = sampler_overrides(gen_kwargs, self.sampler.params())
+        key = tuple(sorted(over.items()))
+        if key not in self._samplers:
+            from ..samplers import build_sampler
+
+            self._samplers[key] = self.sampler if not over else build_sampler(
+                self.sampler.name, {**self.sampler.params(), **over})
+        return self._samplers[key]
 
     # -- distributed (accelerate launch / torchrun) ---------------------------------
     def _init_distributed(self, device: str | None) -> None:
@@ -215,6 +276,15 @@ class DPBenchLM(LM):
         """
         from tqdm.auto import tqdm
 
+        gen_kwargs = [(req.args[1] if len(req.args) > 1 else None) or {} for req in requests]
+        problems = {}
+        for kw in gen_kwargs:  # every request's kwargs checked before anything is decoded
+            try:
+                self.sampler_for(kw)
+            except ValueError as err:
+                problems.setdefault(str(err), None)
+        if problems:
+            raise ValueError("; ".join(problems))
         prompts = [self.prompt(req.args[0]) for req in requests]
         out: list[str | None] = [None] * len(requests)
         keys = [self.request_key(req, p) for req, p in zip(requests, prompts)]
@@ -234,25 +304,32 @@ class DPBenchLM(LM):
         if todo:
             ids = self.tokenizer([prompts[i] for i in todo], add_special_tokens=not self.use_chat)["input_ids"]
             lengths = {i: len(x) for i, x in zip(todo, ids)}
-        # Longest first: less padding per batch; each sample's tokens do not depend on its batch.
-        order = sorted(todo, key=lambda i: -lengths[i])
-        batches = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        # One sampler per batch (requests of different generation kwargs never share one); longest first:
+        # less padding per batch; each sample's tokens do not depend on its batch.
+        smp = {i: self.sampler_for(gen_kwargs[i]) for i in todo}
+        groups: dict[int, list[int]] = {}
+        for i in sorted(todo, key=lambda i: -lengths[i]):
+            groups.setdefault(id(smp[i]), []).append(i)
+        batches = [g[j : j + self.batch_size] for g in groups.values() for j in range(0, len(g), self.batch_size)]
         if self.warmup and not self._warm and batches:
-            self._run([prompts[i] for i in batches[0]], requests[batches[0][0]])  # untimed, unrecorded
+            first = batches[0]
+            self._run([prompts[i] for i in first], requests[first[0]], smp[first[0]])  # untimed, unrecorded
             self._warm = True
         bar = tqdm(total=len(requests), initial=reused, desc=f"dpbench/{self.sampler.name}",
                    disable=disable_tqdm or self.rank != 0)
         if reused:
             bar.set_postfix(reused=reused)
         for batch in batches:
-            rows = self._run([prompts[i] for i in batch], requests[batch[0]])
+            stops = [stops_of(gen_kwargs[i].get("until")) for i in batch]
+            rows = self._run([prompts[i] for i in batch], requests[batch[0]], smp[batch[0]], stops)
             done = []
             for i, row in zip(batch, rows):
                 req = requests[i]
-                until = (req.args[1] or {}).get("until") if len(req.args) > 1 else None
-                text = apply_until(row.pop("completion"), until)
+                text = apply_until(row.pop("completion"), gen_kwargs[i].get("until"))
                 out[i] = text
                 rec = {"task": req.task_name, "doc_id": req.doc_id, "rank": self.rank, **row, "completion": text}
+                if smp[i] is not self.sampler:  # what the request's gen_kwargs changed
+                    rec["sampler_params"] = {k: v for k, v in smp[i].params().items() if self.sampler.params().get(k) != v}
                 self.records.append(rec)
                 done.append({**rec, "request": keys[i]})
                 self.cache_hook.add_partial("generate_until", req.args, text)
@@ -283,17 +360,17 @@ class DPBenchLM(LM):
             with open(self.records_path, "a", encoding="utf-8") as fh:
                 rio.append_records(fh, recs)
 
-    def _run(self, prompts: list[str], first) -> list[dict[str, Any]]:
+    def _run(self, prompts: list[str], first, sampler=None, stops=None) -> list[dict[str, Any]]:
         """Decode one batch (`dpbench.records.decode_batch`: the runner's timing and records), sampling
         with a generator seeded by the batch's first request, as the runner seeds by its first document."""
         first_id = first.doc_id if isinstance(first.doc_id, int) else 0
         gen = rio.batch_generator(self.lm.device, self.seed, first_id)
-        return rio.decode_batch(self.lm, self.tokenizer, self.sampler, prompts, generator=gen,
-                                add_special_tokens=not self.use_chat)
+        return rio.decode_batch(self.lm, self.tokenizer, sampler or self.sampler, prompts, generator=gen,
+                                add_special_tokens=not self.use_chat, stop=stops or [()] * len(prompts))
 
     def describe(self) -> dict[str, Any]:
         return {"model": self.model_name, "sampler": self.sampler.name, "params": self.sampler.params(),
                 "batch_size": self.batch_size, "chat": self.use_chat, "seed": self.seed}
 
 
-__all__ = ["DPBenchLM", "apply_until"]
+__all__ = ["DPBenchLM", "GEN_KWARGS", "latest_instance", "apply_until", "sampler_overrides"]

@@ -92,7 +92,8 @@ def evaluate(lm, task: str, *, data_file: str | Path | None = None, limit: int |
              workdir: str | Path | None = None, **simple_evaluate_kwargs: Any) -> LmevalRun:
     """Run ``task`` through ``lm_eval.simple_evaluate`` with a `DPBenchLM` and join the records.
 
-    Each record is the model's record for that request plus ``correct`` (lm-eval's
+    lm-eval's results get dpbench's figures (`dpbench.lmeval.results.annotate`). Each record is
+    the model's record for that request plus ``correct`` (lm-eval's
     ``exact_match``), ``extracted`` and ``gold`` (dpbench's scorer on the same
     completion) and ``lmeval_task``. ``doc_id`` is a string: the document's index,
     prefixed by the subject for MATH from the hub (``algebra-3``), as the
@@ -111,6 +112,9 @@ def evaluate(lm, task: str, *, data_file: str | Path | None = None, limit: int |
     if results is None or gathered is None:
         return LmevalRun(None, [])
     records = [r for part in gathered for r in part]
+    from .results import annotate
+
+    annotate(results, lm, records)  # NFE, tokens per forward, latency into lm-eval's own results
     scorer = get_task("minerva_math" if "math" in name else "gsm8k")
     samples = {(t, s["doc_id"]): s for t, rows in results.get("samples", {}).items() for s in rows}
     joined = []

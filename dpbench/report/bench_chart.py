@@ -18,11 +18,16 @@ def bench_chart(result: dict[str, Any]):
     gkey = lambda r: (r["sampler"], r["prompt_tokens"], r["batch_size"])  # noqa: E731
     groups = list(dict.fromkeys(gkey(r) for r in rows))
     plen = {gkey(r): r["prompt_positions_mean"] for r in rows}
-    fig = Figure(figsize=(max(7.0, 1.1 * len(groups) * len(caches) + 2), 4.4), layout="constrained")
+    # Two panels stacked, at most 16 inches wide: side by side, 6 groups x 6 bars made a 42-inch figure.
+    wide = len(groups) * len(caches) > 8
+    fig = Figure(figsize=(min(16.0, max(7.0, 0.45 * len(groups) * len(caches) + 2)), 8.4 if wide else 4.4),
+                 layout="constrained")
     FigureCanvasAgg(fig)
-    axes = fig.subplots(1, 2)
+    axes = fig.subplots(2, 1) if wide else fig.subplots(1, 2)
     width = 0.8 / len(caches)
-    for ax, key, title in zip(axes, ("seconds_per_sample", "throughput_tok_s"), ("seconds per sample (lower is better)", "answer tokens / s (higher is better)")):
+    panels = (("seconds_per_sample", "seconds per sample (lower is better)", "seconds per sample (wall-clock / samples)"),
+              ("throughput_tok_s", "answer tokens / s (higher is better)", "answer tokens per second"))
+    for ax, (key, title, ylabel) in zip(axes, panels):
         for j, cache in enumerate(caches):
             xs, vals, notes = [], [], []
             for i, g in enumerate(groups):
@@ -36,11 +41,21 @@ def bench_chart(result: dict[str, Any]):
             bars = ax.bar(xs, vals, width, label=f"cache={cache}", color=f"C{j}")
             for b, note in zip(bars, notes):
                 ax.annotate(note, (b.get_x() + b.get_width() / 2, b.get_height()), ha="center", va="bottom",
-                            fontsize=6, xytext=(0, 1), textcoords="offset points")
-        ax.set_xticks(range(len(groups)), [f"{g[0]}\nprompt {plen[g]:.0f} b={g[2]}" for g in groups], fontsize=7)
+                            fontsize=7, xytext=(0, 1), textcoords="offset points")
+        ax.set_xticks(range(len(groups)), [f"{g[0]}\nprompt {plen[g]:.0f} tok, batch {g[2]}" for g in groups], fontsize=7)
         ax.set_title(title, fontsize=9)
+        ax.set_ylabel(ylabel, fontsize=8)
         ax.margins(y=0.2)
     axes[0].legend(fontsize=7)
     env = result["environment"]
-    fig.suptitle(f"dpbench bench: {env['model']} on {env.get('gpu', env['device'])} (labels: speedup vs none, accuracy)", fontsize=9)
+    fig.suptitle(f"dpbench bench: {env['model']} on {env.get('gpu', env['device'])} "
+                 "(bar labels: wall-clock speedup over cache=none at the same sampler and batch, then accuracy)", fontsize=9)
+    from .. import __version__
+    from .caption import add_caption
+
+    cfg = result.get("config", {})
+    hw = env.get("gpu") or f"CPU ({env.get('cpus')} cores, {env.get('threads')} torch thread{'s' if env.get('threads') != 1 else ''})"
+    add_caption(fig, f"model {env['model']} | {hw}, {env.get('dtype')} | batch {', '.join(map(str, cfg.get('batch_sizes', [])))} | "
+                     f"n={cfg.get('samples')} per bar, task {cfg.get('task')} | torch {env.get('torch')} | "
+                     f"dpbench {__version__} | measured {env.get('time', '?')}")
     return fig

@@ -6,11 +6,15 @@ the installed lm-eval) then the problem; generation stops at ``Problem:``.
 Scoring: the predicted answer is the text of "Final Answer: The final answer
 is X. I hope it is correct." (the Minerva format the examples teach) or else
 the last ``\\boxed{...}``; the reference is the last ``\\boxed{...}`` of the
-solution. Both are normalised (dollar signs, ``\\left``/``\\right``, ``\\text{}``,
-spaces, ``\\dfrac``, degree marks, a leading ``x =``, unit words ...) and
-compared as strings, then as numbers (``0.5`` = ``\\frac{1}{2}``). There is no
-symbolic equivalence check (lm-eval's ``math_verify`` metric needs extra
-packages), so this is close to lm-eval's ``exact_match``, not identical.
+solution. The two are compared symbolically with ``math-verify`` (Hugging Face's
+checker, which lm-eval's ``minerva_math`` also uses for its ``math_verify`` metric):
+both are parsed as LaTeX (sympy) and checked for equivalence, so ``\\frac{1}{2}`` =
+``0.5``, ``x = 2`` = ``2``, ``\\sqrt{2}/2`` = ``\\frac{\\sqrt{2}}{2}``, ``10\\%`` = ``10``,
+while ``\\frac{1}{2}`` != ``\\frac{1}{3}`` and ``(1,2)`` != ``(2,1)``. Only where math-verify
+cannot parse one of them (free text, unusual notation) does dpbench fall back to its
+normaliser (dollar signs, ``\\left``/``\\right``, ``\\text{}``, spaces, ``\\dfrac``, degree
+marks, a leading ``x =``, unit words ...; string then numeric equality). The score's
+detail says which one decided (``checked_by``).
 
 Data: ``EleutherAI/hendrycks_math`` (all seven subjects) from the hub, or
 ``--data-file`` with the hub's fields ``problem`` and ``solution`` (``type``
@@ -115,7 +119,8 @@ def _as_number(s: str) -> Fraction | None:
     return None
 
 
-def answers_equal(pred: str | None, gold: str | None) -> bool:
+def normalized_equal(pred: str | None, gold: str | None) -> bool:
+    """The fallback: normalised strings equal, or equal as numbers."""
     if pred is None or gold is None:
         return False
     a, b = normalize(pred), normalize(gold)
@@ -125,10 +130,55 @@ def answers_equal(pred: str | None, gold: str | None) -> bool:
     return na is not None and na == nb
 
 
+def _timeout() -> int | None:
+    # math-verify times out with signal.alarm, which only works in the main thread; elsewhere run without.
+    import threading
+
+    return 5 if threading.current_thread() is threading.main_thread() else None
+
+
+def _parse(answer: str) -> list:
+    """math-verify's parse of one final answer as LaTeX maths ([] when it cannot parse it: math-verify then
+    keeps only the raw string, and comparing raw strings is the normaliser's job)."""
+    from math_verify import parse
+
+    text = answer.strip()
+    while len(text) > 1 and text.startswith("$") and text.endswith("$"):
+        text = text[1:-1].strip()
+    if not text:
+        return []
+    try:
+        parsed = parse(f"${text}$", parsing_timeout=_timeout())
+    except Exception:  # noqa: BLE001  (a parser failure is "cannot parse": the normaliser decides)
+        return []
+    return parsed if any(not isinstance(x, str) for x in parsed) else []
+
+
+def check_answer(pred: str | None, gold: str | None) -> tuple[bool, str]:
+    """``(equivalent, checked_by)``: math-verify where it parses both answers, else the normaliser."""
+    if pred is None or gold is None:
+        return False, "no answer" if pred is None else "no reference"
+    p, g = _parse(pred), _parse(gold)
+    if p and g:
+        from math_verify import verify
+
+        try:
+            return bool(verify(g, p, timeout_seconds=_timeout())), "math_verify"
+        except Exception:  # noqa: BLE001
+            pass
+    return normalized_equal(pred, gold), "normalizer"
+
+
+def answers_equal(pred: str | None, gold: str | None) -> bool:
+    """Whether two final answers are the same maths (`check_answer` without the method)."""
+    return check_answer(pred, gold)[0]
+
+
 def score_text(completion: str, solution: str) -> dict[str, Any]:
     """Score one completion against a MATH reference solution (used by lm-eval too)."""
     pred, gold = predicted_answer(completion), last_boxed(solution)
-    return {"correct": answers_equal(pred, gold), "extracted": pred, "gold": gold}
+    correct, how = check_answer(pred, gold)
+    return {"correct": correct, "extracted": pred, "gold": gold, "checked_by": how}
 
 
 @register_task("minerva_math")
@@ -159,7 +209,8 @@ class MathTask(PaperTask):
 
     def score(self, doc: Doc, completion: str) -> Score:
         s = score_text(self.cut(completion), doc.target)
-        return Score(correct=s["correct"], extracted=s["extracted"], detail={"gold": s["gold"]})
+        return Score(correct=s["correct"], extracted=s["extracted"], detail={"gold": s["gold"], "checked_by": s["checked_by"]})
 
 
-__all__ = ["MathTask", "answers_equal", "fewshot_examples", "last_boxed", "normalize", "prompt_text", "score_text"]
+__all__ = ["MathTask", "answers_equal", "check_answer", "fewshot_examples", "last_boxed", "normalize", "normalized_equal",
+           "prompt_text", "score_text"]
