@@ -46,7 +46,7 @@ class DemoResult:
 
 def installed(model: str) -> bool:
     """A built-in preset whose files are shipped, or a local model directory."""
-    from .models.loading import PRESETS
+    from .models.presets import PRESETS
 
     return os.path.isdir(PRESETS[model].source if model in PRESETS else model)
 

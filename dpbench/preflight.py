@@ -69,7 +69,7 @@ def _looks_local(name: str) -> bool:
 
 def check_model(name: str) -> None:
     """Raise ValueError if ``name`` is not a loadable model here (no weights are read)."""
-    from .models.loading import resolve_source
+    from .models.presets import resolve_source
 
     try:
         source, preset = resolve_source(name)  # unknown names: ValueError with presets and did-you-mean

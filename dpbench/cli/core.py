@@ -64,8 +64,7 @@ def generate(
     """
     import torch
 
-    from ..models import load_model
-    from ..models.loading import resolve_source
+    from ..models.presets import resolve_source
     from ..samplers import build_sampler
     from ..tasks import get_task
     from ..textutil import decode_answers
@@ -73,6 +72,8 @@ def generate(
     try:
         task = task or getattr(resolve_source(model)[1], "task", None)
         smp = build_sampler(sampler, parse_params(param), task=get_task(task) if task else None)
+        from ..models import load_model  # transformers: only once the arguments are known to be good
+
         lm, tok = load_model(model, device=device, dtype=dtype, trust_remote_code=trust_remote_code, verbose=True)
     except (ValueError, OSError) as err:
         raise cli_error(err) from None
