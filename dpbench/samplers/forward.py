@@ -58,27 +58,13 @@ class CachedBlocks:
 
     def __call__(self, x: torch.Tensor, win: Window, policy: Policy) -> torch.Tensor:
         lm = self.lm
-        first = policy.first_forward()
-        A, n_first = len(first), sum(first)
-        out = None
-        for group in (True, False):
-            n = n_first if group else A - n_first
-            if n == 0:
-                continue
-            if n == A:  # the whole step is one forward
-                sel, members, idx = None, win.rows, win.index
-            else:
-                sel = torch.tensor([f == group for f in first], device=x.device)
-                members = [i for i, f in zip(win.rows, first) if f == group]
-                idx = torch.tensor(members, dtype=torch.long, device=x.device)
+
+        def run(full: bool, sel, ks: list[int], idx) -> torch.Tensor:
             xs, am = take_rows(x, self.attn, idx)
-            if group:
-                lo, hi = win.span
-                logits = lm.logits(xs, am, cache=CacheView(self.kv, idx), positions=(win.P + lo, win.P + hi))
-                blk = win.logits(logits, lo, sel)
-                n_query = x.shape[1]
+            if full:
+                blk, n_query = full_forward(lm, self.kv, xs, am, win, idx, sel), x.shape[1]
             else:
-                index, at = self._queries(x, win, sel, members)
+                index, at = self._queries(x, win, sel, [win.rows[k] for k in ks])
                 if isinstance(at, int):  # the same place in every row: only those logits
                     keep = None if index[0].shape[1] == win.width else (at, at + win.width)
                     blk = lm.logits_window(xs, am, *index, cache=self.kv, rows=idx, window_range=keep)
@@ -86,14 +72,11 @@ class CachedBlocks:
                     logits = lm.logits_window(xs, am, *index, cache=self.kv, rows=idx)
                     blk = logits.gather(1, at[..., None].expand(-1, -1, logits.shape[-1]))
                 n_query = index[0].shape[1] + lm.shift_logits
-            for i in members:
-                policy.ftok[i] += n_query
-            if sel is None:
-                return blk
-            if out is None:
-                out = blk.new_empty((A,) + blk.shape[1:])
-            out[sel] = blk
-        return out
+            for k in ks:
+                policy.ftok[win.rows[k]] += n_query
+            return blk
+
+        return in_groups(policy.first_forward(), win, x.device, run)
 
     def _queries(self, x: torch.Tensor, win: Window, sel, members: list[int]):
         """Query positions and fresh flags, and where the window sits in the queries' logits (an int
@@ -109,6 +92,33 @@ class CachedBlocks:
             same = at.count(at[0]) == len(at)
             win.memo[key] = (index, fresh), at[0] if same else torch.tensor(at, device=dev)[:, None] + torch.arange(W, device=dev)
         return win.memo[key]
+
+
+def full_forward(lm: DiffusionLM, kv: KVCache, xs, am, win: Window, idx, sel) -> torch.Tensor:
+    """A forward over whole sequences that (re)fills their rows of the cache ``kv``; the window logits."""
+    lo, hi = win.span
+    logits = lm.logits(xs, am, cache=CacheView(kv, idx), positions=(win.P + lo, win.P + hi))
+    return win.logits(logits, lo, sel)
+
+
+def in_groups(full: list[bool], win: Window, device, run) -> torch.Tensor:
+    """Window logits (A, W, V) of a cached step whose rows take different forwards: ``run(full, sel,
+    ks, idx)`` for the rows that need a full forward (``full[k]``) and then for the others; ``ks``
+    are their positions among the active rows, ``sel`` selects them (None: every row), ``idx``
+    their sample indices (None: every sample). One forward each, so each row costs one NFE."""
+    A, out = len(full), None
+    for group in (True, False):
+        ks = [k for k, f in enumerate(full) if f == group]
+        if not ks:
+            continue
+        if len(ks) == A:  # the whole step is one forward
+            return run(group, None, ks, win.index)
+        sel = torch.tensor([f == group for f in full], device=device)
+        blk = run(group, sel, ks, torch.tensor([win.rows[k] for k in ks], dtype=torch.long, device=device))
+        if out is None:
+            out = blk.new_empty((A,) + blk.shape[1:])
+        out[sel] = blk
+    return out
 
 
 def forward_strategy(lm: DiffusionLM, attn: torch.Tensor | None, engine) -> callable:

@@ -26,8 +26,8 @@ from __future__ import annotations
 import torch
 
 from ..models.adapter import DiffusionLM
-from ..models.kv_cache import CacheView, KVCache
-from .forward import take_rows
+from ..models.kv_cache import KVCache
+from .forward import full_forward, in_groups, take_rows
 from .window import Window
 
 
@@ -71,39 +71,28 @@ class FrozenPrefix:
     def __call__(self, x: torch.Tensor, win: Window, policy) -> torch.Tensor:
         lm, nfe = self.lm, policy.t + 1
         plans = [self._plan(i, policy, nfe) for i in win.rows]
-        full = [p[0] for p in plans]
-        A, out = len(full), None
-        for group in (True, False):
-            members = [k for k, f in enumerate(full) if f == group]
-            if not members:
-                continue
-            rows = [win.rows[k] for k in members]
-            sel = None if len(members) == A else torch.tensor([f == group for f in full], device=x.device)
-            idx = win.index if sel is None else torch.tensor(rows, dtype=torch.long, device=x.device)
+
+        def run(full: bool, sel, ks: list[int], idx) -> torch.Tensor:
+            rows = [win.rows[k] for k in ks]
             xs, am = take_rows(x, self.attn, idx)
-            if group:
-                lo, hi = win.span
-                logits = lm.logits(xs, am, cache=CacheView(self.kv, idx), positions=(win.P + lo, win.P + hi))
-                blk, n_query = win.logits(logits, lo, sel), x.shape[1]
+            if full:
+                blk, n_query = full_forward(lm, self.kv, xs, am, win, idx, sel), x.shape[1]
             else:
                 # Fresh queries from each sample's boundary; a row further along runs a few more,
                 # reading their cached keys/values, so each gets what it would get alone.
                 edges = [self.edge[i] for i in rows]
-                lo = min(win.lo[k] for k in members)
-                hi = max(win.lo[k] for k in members) + win.width
+                lo = min(win.lo[k] for k in ks)
+                hi = max(win.lo[k] for k in ks) + win.width
                 q0 = min(min(edges), win.P + lo)
                 index = torch.arange(q0, x.shape[1], device=x.device).expand(len(rows), -1)
                 fresh = None if max(edges) <= q0 else index >= torch.tensor(edges, device=x.device)[:, None]
                 logits = lm.logits_window(xs, am, index, fresh, cache=self.kv, rows=idx,
                                           window_range=(win.P + lo - q0, win.P + hi - q0))
                 blk, n_query = win.logits(logits, lo, sel), index.shape[1] + lm.shift_logits
-            for k, i in zip(members, rows):
+            for k, i in zip(ks, rows):
                 policy.ftok[i] += n_query
                 self.edge[i] = plans[k][1]
                 self.has_cache[i] = self.has_cache[i] or plans[k][1] > 0
-            if sel is None:
-                return blk
-            if out is None:
-                out = blk.new_empty((A,) + blk.shape[1:])
-            out[sel] = blk
-        return out
+            return blk
+
+        return in_groups([p[0] for p in plans], win, x.device, run)
