@@ -9,13 +9,13 @@ A YAML file overrides any of them; unknown keys are refused.
 from __future__ import annotations
 
 import dataclasses
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from .schema import build
 
 # LLaDA's real projection names (see MODELS.md). The reference config listed
 # o_proj/gate_proj/down_proj instead, which LLaDA does not have, so peft
@@ -130,7 +130,7 @@ class DistillConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> DistillConfig:
-        return _build(cls, data or {}, "").validate()
+        return build(cls, data or {}, "").validate()
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> DistillConfig:
@@ -144,56 +144,5 @@ class DistillConfig:
         """Return a copy with ``section.key = value`` for each value that is not None."""
         sub = getattr(self, section)
         kept = {k: v for k, v in values.items() if v is not None}
-        merged = _build(type(sub), {**dataclasses.asdict(sub), **kept}, section + ".")
+        merged = build(type(sub), {**dataclasses.asdict(sub), **kept}, section + ".")
         return dataclasses.replace(self, **{section: merged}).validate()
-
-
-def _build(cls: type, data: dict[str, Any], prefix: str):
-    """Instantiate dataclass ``cls`` from ``data``, refusing unknown keys and coercing scalars."""
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    unknown = sorted(set(data) - set(names))
-    if unknown:
-        raise ValueError(f"unknown config key(s) {', '.join(prefix + u for u in unknown)}; valid: {', '.join(prefix + n for n in names)}")
-    kwargs = {}
-    for name, value in data.items():
-        hint = hints[name]
-        if dataclasses.is_dataclass(hint):
-            if not isinstance(value, dict):
-                raise ValueError(f"{prefix}{name} must be a mapping, got {value!r}")
-            kwargs[name] = _build(hint, value, f"{prefix}{name}.")
-        else:
-            kwargs[name] = _coerce(value, hint, prefix + name)
-    return cls(**kwargs)
-
-
-def _coerce(value: Any, hint: Any, name: str) -> Any:
-    """YAML 1.1 reads ``2e-5`` as a string; numbers are converted by the field's type."""
-    if value is None:
-        return None
-    base = hint
-    if typing.get_origin(hint) in (typing.Union, types.UnionType):  # X | None -> X
-        base = next(a for a in typing.get_args(hint) if a is not type(None))
-    origin = typing.get_origin(base) or base
-    try:
-        if origin is bool:
-            if isinstance(value, str):
-                return value.strip().lower() in ("1", "true", "yes", "on")
-            return bool(value)
-        if origin is int:
-            if isinstance(value, float) and not value.is_integer():
-                raise ValueError
-            return int(value)
-        if origin is float:
-            return float(value)
-        if origin is list:
-            item = (typing.get_args(base) or (str,))[0]  # list[float] -> float items
-            items = [s.strip() for s in value.split(",") if s.strip()] if isinstance(value, str) else value
-            return [item(v) for v in items]
-        if origin is dict:
-            if not isinstance(value, dict):
-                raise ValueError
-            return dict(value)
-        return str(value) if origin is str else value
-    except (TypeError, ValueError):
-        raise ValueError(f"config key {name} expects {getattr(base, '__name__', base)}, got {value!r}") from None
