@@ -30,7 +30,10 @@ class TrajectoryConfig:
     split: str = "train"
     limit: int | None = None  # first N training documents (None: all)
     batch_size: int = 16
-    params: dict[str, Any] = field(default_factory=dict)  # baseline overrides; default: the task's params
+    sampler: str = "baseline"  # the teacher's decoder (the paper: baseline, full steps)
+    params: dict[str, Any] = field(default_factory=dict)  # sampler overrides; default: the task's params
+    distinct: bool = False  # decode each distinct prompt once (a greedy teacher repeats itself)
+    seed: int = 0  # for samplers with temperature > 0
     dataset: str | None = None  # an existing dataset (JSONL / HF dataset dir) with question, llm_response
 
     def validate(self) -> None:
@@ -38,6 +41,13 @@ class TrajectoryConfig:
             raise ValueError(f"trajectories.limit must be >= 1 or null, got {self.limit}")
         if self.batch_size < 1:
             raise ValueError(f"trajectories.batch_size must be >= 1, got {self.batch_size}")
+        from ..samplers.registry import sampler_params
+
+        valid = sampler_params(self.sampler)  # an unknown sampler name raises here, naming the valid ones
+        unknown = sorted(set(self.params) - set(valid))
+        if unknown:
+            raise ValueError(f"trajectories.params: unknown parameter(s) {', '.join(unknown)} for sampler "
+                             f"{self.sampler!r}; valid: {', '.join(valid)}")
 
 
 @dataclass
@@ -112,11 +122,14 @@ class LoraSettings:
 class DistillConfig:
     teacher: str | None = None  # the CLI's --teacher wins
     task: str | None = None  # the CLI's --task wins
+    threads: int | None = None  # torch CPU threads for every stage (None: torch's default)
     trajectories: TrajectoryConfig = field(default_factory=TrajectoryConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     lora: LoraSettings = field(default_factory=LoraSettings)
 
     def validate(self) -> DistillConfig:
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"threads must be >= 1 or null, got {self.threads}")
         self.trajectories.validate()
         self.train.validate()
         self.lora.validate()

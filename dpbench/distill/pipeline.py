@@ -38,8 +38,8 @@ class DistillPaths:
 
 
 def decode_params(task, cfg: DistillConfig) -> dict[str, Any]:
-    """The baseline parameters the teacher decodes with: the task's, then the config's overrides."""
-    return {**task.params_for("baseline"), **cfg.trajectories.params}
+    """The parameters the teacher decodes with: the task's for that sampler, then the config's overrides."""
+    return {**task.params_for(cfg.trajectories.sampler), **cfg.trajectories.params}
 
 
 def answer_length(task, cfg: DistillConfig) -> int:
@@ -70,6 +70,10 @@ def run_distill(
         raise ValueError(f"unknown stage(s) {bad}; valid: {', '.join(STAGES)}")
     if isinstance(task, str):
         task = get_task(task)
+    if cfg.threads:
+        import torch
+
+        torch.set_num_threads(cfg.threads)
     paths = DistillPaths(Path(out))
     paths.root.mkdir(parents=True, exist_ok=True)
     cfg.save(paths.root / "config.yaml")
@@ -101,7 +105,8 @@ def _trajectories(teacher, task, paths: DistillPaths, cfg: DistillConfig, device
         lm, tok = load_model(teacher, device=device)
         stats = generate_trajectories(
             lm, tok, task, paths.trajectories, split=tc.split, limit=tc.limit, batch_size=tc.batch_size,
-            params=tc.params, teacher=teacher, progress=progress)
+            sampler=tc.sampler, params=tc.params, distinct=tc.distinct, seed=tc.seed, teacher=teacher,
+            progress=progress)
     print(f"trajectories: {stats.summary()}")
     return {"kept": stats.kept, "rejected": stats.rejected, "seconds": stats.seconds, "path": stats.path}
 

@@ -1,0 +1,135 @@
+"""Distillation recipes: strict config validation, kill-safe resumable trajectories, distinct prompts."""
+
+from __future__ import annotations
+
+import importlib
+import json
+
+import pytest
+import torch
+
+from dpbench.distill import DistillConfig, generate_trajectories, load_trajectories
+from dpbench.models import LLaDAConfig, LLaDAModelLM, build_char_tokenizer, load_model
+from dpbench.tasks import Doc, Score, Task, register_task
+
+traj_mod = importlib.import_module("dpbench.distill.trajectories")
+
+
+@register_task("traj-fake")
+class TrajFakeTask(Task):
+    """10 training documents over 7 distinct questions; even-numbered documents count as correct."""
+
+    default_params = {"gen_length": 8, "block_length": 4, "steps": 8}
+
+    def docs(self, split="test", limit=None):
+        docs = [Doc(f"{split}-{i}", f"{i % 7}+{i % 7}?", str(2 * (i % 7)), meta={"keep": i % 2 == 0})
+                for i in range(10)]
+        return docs[:limit] if limit is not None else docs
+
+    def score(self, doc, completion):
+        return Score(correct=doc.meta["keep"], extracted=completion[:4])
+
+
+@pytest.fixture(scope="module")
+def teacher(tmp_path_factory):
+    tok = build_char_tokenizer()
+    cfg = LLaDAConfig(d_model=32, n_layers=1, n_heads=2, mlp_hidden_size=32, vocab_size=len(tok),
+                      max_sequence_length=64, mask_token_id=tok.mask_token_id, rope_theta=10000.0)
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("teacher")
+    LLaDAModelLM(cfg).save_pretrained(path)
+    tok.save_pretrained(path)
+    return load_model(str(path), device="cpu")
+
+
+def _rows(d):
+    return sorted((r["doc_id"], r["llm_response"]) for r in traj_mod._read_jsonl(d / "trajectories.jsonl")) + sorted(
+        (r["doc_id"], r["llm_response"]) for r in traj_mod._read_jsonl(d / "rejected.jsonl"))
+
+
+def test_trajectories_resume_after_a_kill(teacher, tmp_path, monkeypatch):
+    """Killed after two batches and left with half a row on disk: the rerun decodes only what is
+    missing (the cut row's document included) and ends with exactly the uninterrupted dataset."""
+    lm, tok = teacher
+    task = TrajFakeTask()
+    generate_trajectories(lm, tok, task, tmp_path / "ref", batch_size=2, progress=False)
+    ref = _rows(tmp_path / "ref")
+    assert len(ref) == 10 and len(load_trajectories(tmp_path / "ref")) == 5
+
+    real, decoded, kill = traj_mod.decode, [], [True]
+
+    def dying(lm_, tok_, prompts, smp, generator=None):
+        if kill[0] and len(decoded) == 4:
+            raise KeyboardInterrupt("killed")
+        decoded.extend(prompts)
+        return real(lm_, tok_, prompts, smp, generator=generator)
+
+    monkeypatch.setattr(traj_mod, "decode", dying)
+    with pytest.raises(KeyboardInterrupt):
+        generate_trajectories(lm, tok, task, tmp_path / "run", batch_size=2, progress=False)
+    assert len(_rows(tmp_path / "run")) == 4  # two whole batches reached the disk
+    with open(tmp_path / "run" / "trajectories.jsonl", "a") as f:
+        f.write('{"doc_id": "train-4", "question": "4+4?", "llm_re')  # a row cut by SIGKILL
+
+    decoded.clear()
+    kill[0] = False
+    stats = generate_trajectories(lm, tok, task, tmp_path / "run", batch_size=2, progress=False)
+    assert len(decoded) == 6  # documents 4..9 only: nothing finished is decoded again
+    assert _rows(tmp_path / "run") == ref  # nothing lost, nothing twice, the same answers
+    assert stats.kept == 5 and stats.rejected == 5
+    for line in (tmp_path / "run" / "trajectories.jsonl").read_text().splitlines():
+        json.loads(line)  # the cut row is gone
+
+    decoded.clear()
+    generate_trajectories(lm, tok, task, tmp_path / "run", batch_size=2, progress=False)
+    assert decoded == []  # a finished dataset is not decoded again
+    with pytest.raises(ValueError, match="other settings.*early_stop"):
+        generate_trajectories(lm, tok, task, tmp_path / "run", params={"early_stop": True}, progress=False)
+
+
+def test_distinct_prompts_decoded_once(teacher, tmp_path, monkeypatch):
+    lm, tok = teacher
+    real, decoded = traj_mod.decode, []
+
+    def counting(lm_, tok_, prompts, smp, generator=None):
+        decoded.extend(prompts)
+        return real(lm_, tok_, prompts, smp, generator=generator)
+
+    monkeypatch.setattr(traj_mod, "decode", counting)
+    stats = generate_trajectories(lm, tok, TrajFakeTask(), tmp_path / "d", batch_size=3, distinct=True,
+                                  sampler="dparallel", params={"threshold": 0.3}, progress=False)
+    assert len(decoded) == 7 == len(set(decoded)) and stats.total == 7
+    row = load_trajectories(tmp_path / "d")[0]
+    assert row["provenance"]["sampler"] == "dparallel" and row["provenance"]["params"]["threshold"] == 0.3
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ({"trajectories": {"distinct": "ture"}}, r"trajectories\.distinct expects a bool \(true/false\), got 'ture'"),
+        ({"trajectories": {"distinct": 2}}, r"trajectories\.distinct expects a bool"),
+        ({"trajectories": {"sampler": "dparalel"}}, r"unknown sampler 'dparalel'; did you mean 'dparallel'"),
+        ({"trajectories": {"sampler": "dparallel", "params": {"steps": 4}}}, r"unknown parameter\(s\) steps"),
+        ({"trajectories": {"limt": 3}}, r"unknown config key\(s\) trajectories\.limt; valid: trajectories\.split"),
+        ({"train": {"max_steps": 2.5}}, r"train\.max_steps expects int, got 2\.5"),
+        ({"train": {"max_steps": True}}, r"train\.max_steps expects int, got True"),
+        ({"train": {"learning_rate": "fast"}}, r"train\.learning_rate expects float, got 'fast'"),
+        ({"train": {"finetune": ["full"]}}, r"train\.finetune expects str"),
+        ({"train": {"mask_ratio_range": [0.6, 0.2]}}, r"mask_ratio_range must be \[lo, hi\]"),
+        ({"train": "full"}, r"train must be a mapping"),
+        ({"threads": 0}, r"threads must be >= 1"),
+    ],
+)
+def test_config_errors_are_clear(data, message):
+    with pytest.raises(ValueError, match=message):
+        DistillConfig.from_dict(data)
+
+
+def test_config_accepts_yaml_and_cli_spellings(tmp_path):
+    cfg = DistillConfig.from_dict({"trajectories": {"distinct": "yes", "params": {"early_stop": True}},
+                                   "train": {"learning_rate": "1e-4", "max_steps": 10.0}})
+    assert cfg.trajectories.distinct is True and cfg.train.learning_rate == 1e-4 and cfg.train.max_steps == 10
+    assert DistillConfig.from_dict({"trajectories": {"distinct": False}}).trajectories.distinct is False
+    path = tmp_path / "c.yaml"
+    cfg.save(path)
+    assert DistillConfig.from_yaml(path) == cfg  # a saved config reads back as itself
