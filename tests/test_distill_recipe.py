@@ -133,3 +133,66 @@ def test_config_accepts_yaml_and_cli_spellings(tmp_path):
     path = tmp_path / "c.yaml"
     cfg.save(path)
     assert DistillConfig.from_yaml(path) == cfg  # a saved config reads back as itself
+
+
+def test_validation_during_training_selects_the_best_step(teacher, tmp_path, monkeypatch):
+    """eval_every + select_best: every evaluation is logged, and final/ holds exactly the weights of
+    the best one (highest accuracy, then fewest NFE); the SFT term is trained and logged too."""
+    from safetensors.torch import load_file
+
+    from dpbench.distill import train
+    from dpbench.distill.monitor import Validator
+
+    # Real evaluations, with scripted scores: step 3 is best (ties step 2 on accuracy, fewer NFE).
+    scripted = iter([(0.5, 8.0), (0.7, 8.0), (0.7, 6.0), (0.6, 5.0)])
+    real = Validator.evaluate
+
+    def scored(self, student):
+        rows = real(self, student)
+        acc, nfe = next(scripted)
+        return [{**rows[0], "accuracy": acc, "mean_nfe": nfe}]
+
+    monkeypatch.setattr(Validator, "evaluate", scored)
+
+    lm, tok = teacher
+    task = TrajFakeTask()
+    generate_trajectories(lm, tok, task, tmp_path / "traj", batch_size=5, progress=False)
+    cfg = DistillConfig.from_dict({"train": {
+        "finetune": "full", "block_size": 4, "max_steps": 4, "batch_size": 2, "grad_accum": 1, "learning_rate": 0.05,
+        "save_every": 1, "keep_checkpoints": 4, "log_every": 1, "eval_every": 1, "eval_split": "train",
+        "eval_limit": 6, "eval_params": [{"threshold": 0.9}], "select_best": True, "sft_weight": 0.5,
+        "sft_data": "task"}})
+    student, _ = load_model(str(lm.module.name_or_path), device="cpu")
+    train(student, tok, load_trajectories(tmp_path / "traj"), tmp_path / "t", cfg, gen_length=8, progress=False,
+          task=task)
+    log = [json.loads(x) for x in (tmp_path / "t" / "log.jsonl").read_text().splitlines()]
+    evals = [e for e in log if "eval" in e]
+    assert [e["step"] for e in evals] == [1, 2, 3, 4] and all(e["eval"][0]["n"] == 6 for e in evals)
+    assert all(e["sft"] > 0 for e in log if "ce" in e)
+    assert [e["best"] for e in evals] == [True, True, True, False]
+    best = 3
+    state = json.loads((tmp_path / "t" / "final" / "train_state.json").read_text())
+    assert state["selected"]["step"] == best
+    final = load_file(str(tmp_path / "t" / "final" / "model.safetensors"))
+    chosen = load_file(str(tmp_path / "t" / f"checkpoint-{best}" / "trainable.safetensors"))
+    assert all(torch.equal(final[k], chosen[k]) for k in chosen)
+    with pytest.raises(ValueError, match="select_best on the test split"):
+        DistillConfig.from_dict({"train": {"eval_every": 1, "select_best": True, "eval_split": "test"}})
+
+
+def test_recipe_extends(tmp_path):
+    (tmp_path / "base.yaml").write_text("teacher: t\ntrain: {max_steps: 5, learning_rate: 1e-3}\n"
+                                        "trajectories: {params: {early_stop: true, threshold: 0.5}}\n")
+    (tmp_path / "child.yaml").write_text("extends: base.yaml\ntrain: {max_steps: 9}\ntrajectories: {params: {}}\n")
+    cfg = DistillConfig.from_yaml(tmp_path / "child.yaml")
+    assert cfg.teacher == "t" and cfg.train.max_steps == 9 and cfg.train.learning_rate == 1e-3
+    assert cfg.trajectories.params == {}  # a params dict replaces the base's, it is not merged
+    (tmp_path / "loop.yaml").write_text("extends: loop.yaml\n")
+    with pytest.raises(ValueError, match="extends itself"):
+        DistillConfig.from_yaml(tmp_path / "loop.yaml")
+
+
+@pytest.mark.parametrize("path", sorted((__import__("pathlib").Path(__file__).resolve().parents[1] / "configs" /
+                                         "distill").rglob("*.yaml")), ids=lambda p: p.name)
+def test_committed_recipes_load(path):
+    DistillConfig.from_yaml(path)

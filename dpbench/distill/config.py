@@ -23,6 +23,8 @@ from .schema import build
 LLADA_TARGETS = ("q_proj", "k_proj", "v_proj", "attn_out", "ff_proj", "up_proj", "ff_out")
 FINETUNE = ("lora", "full")
 DTYPES = ("auto", "bf16", "fp16", "fp32")
+SFT_DATA = ("task", "trajectories")
+SECTIONS = ("trajectories", "train", "lora")  # merged key by key under ``extends``
 
 
 @dataclass
@@ -74,6 +76,20 @@ class TrainConfig:
     log_every: int = 10
     seed: int = 0
     dtype: str = "auto"  # auto: bf16 weights for LoRA on GPU, fp32 otherwise; bf16 autocast on GPU
+    # Keep some of the teacher's own objective: + sft_weight * the masked-diffusion SFT loss (the
+    # pretraining loss, answer masked with t ~ U(0, 1), CE / t) on a batch of sft_data per micro-batch:
+    # "task" (the task's training documents, gold solutions) or "trajectories" (the teacher's answers).
+    sft_weight: float = 0.0
+    sft_data: str = "task"
+    # Validation during training (distill/monitor.py): every eval_every steps (0: never), the student
+    # decodes eval_limit problems of eval_split with eval_sampler at each of eval_params.
+    eval_every: int = 0
+    eval_split: str = "validation"
+    eval_limit: int | None = 500
+    eval_sampler: str = "dparallel"
+    eval_params: list[dict[str, Any]] = field(default_factory=list)  # []: the task's defaults
+    eval_batch_size: int = 100
+    select_best: bool = False  # final/ = the evaluation with the best accuracy at eval_params[0]
 
     def validate(self) -> None:
         if self.finetune not in FINETUNE:
@@ -98,6 +114,25 @@ class TrainConfig:
             raise ValueError(f"train.max_steps must be >= 1 or null, got {self.max_steps}")
         if self.max_steps is None and self.epochs <= 0:
             raise ValueError(f"train.epochs must be > 0 when max_steps is null, got {self.epochs}")
+        if self.sft_weight < 0:
+            raise ValueError(f"train.sft_weight must be >= 0, got {self.sft_weight}")
+        if self.sft_data not in SFT_DATA:
+            raise ValueError(f"train.sft_data must be one of {', '.join(SFT_DATA)}, got {self.sft_data!r}")
+        if self.eval_every < 0 or self.eval_batch_size < 1 or (self.eval_limit is not None and self.eval_limit < 1):
+            raise ValueError(f"train.eval_every must be >= 0, eval_batch_size and eval_limit >= 1, got "
+                             f"{self.eval_every}, {self.eval_batch_size}, {self.eval_limit}")
+        if self.select_best and not self.eval_every:
+            raise ValueError("train.select_best needs train.eval_every > 0 (it chooses among evaluated checkpoints)")
+        if self.eval_split == "test" and self.select_best:
+            raise ValueError("train.select_best on the test split would choose on test; use eval_split: validation")
+        from ..samplers.registry import sampler_params
+
+        valid = sampler_params(self.eval_sampler)
+        for params in self.eval_params:
+            unknown = sorted(set(params) - set(valid))
+            if unknown:
+                raise ValueError(f"train.eval_params: unknown parameter(s) {', '.join(unknown)} for sampler "
+                                 f"{self.eval_sampler!r}; valid: {', '.join(valid)}")
         if self.gen_length is not None and self.gen_length % self.block_size:
             raise ValueError(f"train.gen_length ({self.gen_length}) must be a multiple of train.block_size, got {self.block_size}")
 
@@ -147,11 +182,8 @@ class DistillConfig:
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> DistillConfig:
-        text = Path(path).read_text()
-        data = yaml.safe_load(text) or {}
-        if not isinstance(data, dict):
-            raise ValueError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
-        return cls.from_dict(data)
+        """Read a recipe; ``extends: other.yaml`` (relative to this file) starts from another recipe."""
+        return cls.from_dict(_read_recipe(Path(path), ()))
 
     def override(self, section: str, **values: Any) -> DistillConfig:
         """Return a copy with ``section.key = value`` for each value that is not None."""
@@ -159,3 +191,23 @@ class DistillConfig:
         kept = {k: v for k, v in values.items() if v is not None}
         merged = build(type(sub), {**dataclasses.asdict(sub), **kept}, section + ".")
         return dataclasses.replace(self, **{section: merged}).validate()
+
+
+def _read_recipe(path: Path, chain: tuple[Path, ...]) -> dict[str, Any]:
+    if path.resolve() in chain:
+        raise ValueError(f"{path}: extends itself through {' -> '.join(str(p) for p in chain)}")
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+    base = data.pop("extends", None)
+    if base is None:
+        return data
+    return _merge(_read_recipe(path.parent / str(base), chain + (path.resolve(),)), data)
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """Sections merge key by key; any other value (params dicts included) replaces the base's."""
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merge(base[k], v) if k in SECTIONS and isinstance(v, dict) and isinstance(base.get(k), dict) else v
+    return out

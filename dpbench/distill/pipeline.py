@@ -133,7 +133,8 @@ def _train(teacher, task, paths: DistillPaths, cfg: DistillConfig, device, progr
                       gradient_accumulation_steps=cfg.train.grad_accum)
     rows = load_trajectories(paths.trajectories)
     lm, tok = load_model(teacher, device=acc.device, dtype=weight_dtype(cfg.train, acc.device))
-    result = train(lm, tok, rows, paths.train, cfg, gen_length=answer_length(task, cfg), accelerator=acc, progress=progress)
+    result = train(lm, tok, rows, paths.train, cfg, gen_length=answer_length(task, cfg), accelerator=acc,
+                   progress=progress, task=task)
     print(f"train: {result.steps} steps in {result.seconds:.0f}s; last ce={result.metrics.get('ce', float('nan')):.4f} "
           f"entropy={result.metrics.get('entropy', float('nan')):.4f} -> {result.final_dir}")
     return {"steps": result.steps, "seconds": result.seconds, "metrics": result.metrics}

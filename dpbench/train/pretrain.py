@@ -112,10 +112,10 @@ def evaluate(
     **params: Any,
 ) -> dict[str, float]:
     """Accuracy and mean NFE of ``sampler`` (task defaults, overridden by ``params``) on ``split``."""
-    from ..samplers import get_sampler
+    from ..runner import build_sampler
     from ..textutil import decode_answers
 
-    smp = get_sampler(sampler, **{**task.params_for(sampler), **params})
+    smp = build_sampler(task, sampler, params)  # the task's defaults that sampler takes, then params
     docs = task.docs(split, limit=limit)
     correct, nfe = 0, 0
     tokenizer.padding_side = "left"
