@@ -150,9 +150,9 @@ def generate_trajectories(
     appended and synced per batch, a cut last line is repaired, finished documents are skipped.
     """
     out = Path(out_dir)
-    from ..runner import build_sampler  # task defaults the sampler takes, then ours (one resolution path)
+    from ..samplers import build_sampler  # task defaults the sampler takes, then ours (one resolution path)
 
-    smp = build_sampler(task, sampler, dict(params or {}))
+    smp = build_sampler(sampler, dict(params or {}), task=task)
     docs = task.docs(split=split, limit=limit)
     if not docs:
         raise ValueError(f"task {task.name!r} has no documents in split {split!r}")

@@ -112,10 +112,10 @@ def evaluate(
     **params: Any,
 ) -> dict[str, float]:
     """Accuracy and mean NFE of ``sampler`` (task defaults, overridden by ``params``) on ``split``."""
-    from ..runner import build_sampler
+    from ..samplers import build_sampler
     from ..textutil import decode_answers
 
-    smp = build_sampler(task, sampler, params)  # the task's defaults that sampler takes, then params
+    smp = build_sampler(sampler, params, task=task)  # the task's defaults that sampler takes, then params
     docs = task.docs(split, limit=limit)
     correct, nfe = 0, 0
     tokenizer.padding_side = "left"
