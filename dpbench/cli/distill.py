@@ -27,6 +27,7 @@ def distill(
     seed: Optional[int] = typer.Option(None, help="Seed for batch order and masks."),
     name: Optional[str] = typer.Option(None, help="Name written into the model card."),
     device: Optional[str] = typer.Option(None, help="cuda, mps or cpu (default: best available)."),
+    threads: Optional[int] = typer.Option(None, help="torch CPU threads for every stage (default: the config's)."),
 ) -> None:
     """Certainty-forcing distillation of TEACHER on TASK; each stage resumes where it stopped.
 
@@ -39,6 +40,8 @@ def distill(
         cfg = cfg.override("train", entropy_weight=entropy_weight, max_steps=max_steps, epochs=epochs,
                            learning_rate=learning_rate, finetune=finetune, seed=seed)
         cfg = cfg.override("trajectories", limit=limit, dataset=data)
+        if threads is not None:
+            cfg = DistillConfig.from_dict({**cfg.to_dict(), "threads": threads})
         teacher_name = teacher or cfg.teacher
         task_name = task or cfg.task
         if not teacher_name or not task_name:
