@@ -299,7 +299,9 @@ def train(
                 log_f.flush()
         if validator is not None and (state["step"] % tc.eval_every == 0 or state["step"] == total):
             if acc.is_main_process:
-                evals = validator.evaluate(student)
+                # The unwrapped module: a DDP forward on one rank alone would wait for the others.
+                evals = validator.evaluate(DiffusionLM(acc.unwrap_model(model), mask_id=lm.mask_id,
+                                                       eos_token_ids=lm.eos_token_ids, shift_logits=lm.shift_logits))
                 better = validator.consider(state["step"], evals, _trainable(acc.unwrap_model(model)))
                 state["best"] = validator.best
                 bar.write(f"step {state['step']}: " + "; ".join(
