@@ -162,3 +162,15 @@ def test_extract_fallback_and_equality():
     assert not numbers_equal("-5", "5") and not numbers_equal(None, "5") and not numbers_equal("abc", "abc")
     assert normalize_number(" $1,234.50. ") == "1234.50"
     assert normalize_number("-") is None
+
+
+def test_verify_solution_checks_every_step(task):
+    doc = next(d for d in task.docs("train") if sorted(d.meta["numbers"]) == [4, 5, 6, 9])
+    assert all(task.verify_solution(d, d.target) for d in task.docs("train")[:500] + task.docs("test"))
+    # The right total through wrong steps (a number used twice, another never): rejected.
+    assert task.score(doc, "9+5=14\n14+5=19\n19+5=24\n#### 24").correct
+    assert not task.verify_solution(doc, "9+5=14\n14+5=19\n19+5=24\n#### 24")
+    assert not task.verify_solution(doc, "9+5=14\n14+6=21\n21+4=24\n#### 24")  # 14+6 is not 21
+    assert not task.verify_solution(doc, "9+5=14\n15+6=21\n21+4=25\n#### 25")  # not chained
+    assert not task.verify_solution(doc, "9+5=14\n14+6=20\n20+4=24\n#### 25")  # answer is not the result
+    assert not task.verify_solution(doc, "#### 24") and not task.verify_solution(doc, "")

@@ -196,3 +196,19 @@ def test_recipe_extends(tmp_path):
                                          "distill").rglob("*.yaml")), ids=lambda p: p.name)
 def test_committed_recipes_load(path):
     DistillConfig.from_yaml(path)
+
+
+def test_verify_filters_flawed_steps():
+    from dpbench.distill.pipeline import verified
+    from dpbench.tasks.arith import ArithTask
+
+    task = ArithTask(train_size=50)
+    docs = task.docs("train")
+    rows = [{"doc_id": d.doc_id, "llm_response": d.target} for d in docs[:3]]
+    wrong = f"{sum(docs[3].meta['numbers'])}+0=1\n#### {sum(docs[3].meta['numbers'])}"
+    rows.append({"doc_id": docs[3].doc_id, "llm_response": wrong})
+    assert [r["doc_id"] for r in verified(task, rows, "train")] == [d.doc_id for d in docs[:3]]
+    with pytest.raises(ValueError, match="cannot check solutions"):
+        verified(TrajFakeTask(), rows, "train")
+    with pytest.raises(ValueError, match="not documents of arith/train"):
+        verified(task, [{"doc_id": "x", "llm_response": ""}], "train")

@@ -36,6 +36,9 @@ class TrajectoryConfig:
     params: dict[str, Any] = field(default_factory=dict)  # sampler overrides; default: the task's params
     distinct: bool = False  # decode each distinct prompt once (a greedy teacher repeats itself)
     seed: int = 0  # for samplers with temperature > 0
+    # Train only on answers whose every step the task verifies (arith: each addition right, the
+    # problem's own numbers), not only the final answer; applied when the train stage reads the data.
+    verify: bool = False
     dataset: str | None = None  # an existing dataset (JSONL / HF dataset dir) with question, llm_response
 
     def validate(self) -> None:

@@ -32,6 +32,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import random
+import re
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -194,6 +195,21 @@ class ArithTask(Task):
         extracted = extract_answer(completion)
         gold = doc.meta.get("answer") or extract_answer(doc.target)
         return Score(correct=numbers_equal(extracted, gold), extracted=extracted, detail={"gold": gold})
+
+    def verify_solution(self, doc: Doc, completion: str) -> bool:
+        """True if every step is right, not only the final answer: each line ``a+b=c`` adds
+        correctly, starts from the previous result, the addends are exactly the problem's
+        numbers, and ``#### N`` repeats the last result. (A teacher can reach the right total
+        through wrong steps, e.g. ``9+5=14 / 14+5=19 / 19+5=24`` for 9 + 5 + 6 + 4.)"""
+        lines = completion.strip().split("\n")
+        steps = [re.fullmatch(r"(\d+)\+(\d+)=(\d+)", line) for line in lines[:-1]]
+        if not steps or any(m is None for m in steps) or not re.fullmatch(r"#### (\d+)", lines[-1]):
+            return False
+        a, b, c = (list(x) for x in zip(*((int(m[1]), int(m[2]), int(m[3])) for m in steps)))
+        chained = all(a[i] == c[i - 1] for i in range(1, len(steps)))
+        added = all(x + y == z for x, y, z in zip(a, b, c))
+        numbers = sorted(doc.meta["numbers"])
+        return chained and added and sorted([a[0], *b]) == numbers and lines[-1] == f"#### {c[-1]}"
 
     def params_for(self, sampler: str) -> dict[str, Any]:
         """Task defaults merged with the sampler's own, keeping only what that sampler accepts.
