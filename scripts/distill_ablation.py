@@ -83,6 +83,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=100)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--score-only", action="store_true", help="do not distil; score students already in --out")
+    ap.add_argument("--teacher", default=None, help="replace every recipe's teacher (e.g. a clean CPU teacher)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     if args.split == "test":
@@ -98,6 +99,8 @@ def main() -> None:
     teacher = None
     for path in args.configs:
         cfg = DistillConfig.from_yaml(path)
+        if args.teacher:
+            cfg = DistillConfig.from_dict({**cfg.to_dict(), "teacher": args.teacher})
         name, out = path.stem, args.out / path.stem
         teacher = teacher or cfg.teacher
         if not args.score_only and not (out / "model" / "distill.json").exists():
