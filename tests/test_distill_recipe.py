@@ -212,3 +212,17 @@ def test_verify_filters_flawed_steps():
         verified(TrajFakeTask(), rows, "train")
     with pytest.raises(ValueError, match="not documents of arith/train"):
         verified(task, [{"doc_id": "x", "llm_response": ""}], "train")
+
+
+def test_lr_schedules():
+    from dpbench.distill.train import lr_factor
+
+    tc = DistillConfig.from_dict({"train": {"warmup_steps": 4, "lr_decay": "cosine"}}).train
+    assert lr_factor(0, tc, 104) == pytest.approx(0.2) and lr_factor(4, tc, 104) == pytest.approx(1.0)
+    assert lr_factor(54, tc, 104) == pytest.approx(0.5) and lr_factor(104, tc, 104) == pytest.approx(0.0)
+    lin = DistillConfig.from_dict({"train": {"lr_decay": "linear"}}).train
+    assert lr_factor(25, lin, 100) == pytest.approx(0.75)
+    paper = DistillConfig.from_dict({}).train
+    assert [lr_factor(s, paper, 10) for s in (0, 9)] == [1.0, 1.0]  # the paper's constant rate
+    with pytest.raises(ValueError, match="lr_decay must be one of none, cosine, linear, got 'cos'"):
+        DistillConfig.from_dict({"train": {"lr_decay": "cos"}})

@@ -24,6 +24,7 @@ LLADA_TARGETS = ("q_proj", "k_proj", "v_proj", "attn_out", "ff_proj", "up_proj",
 FINETUNE = ("lora", "full")
 DTYPES = ("auto", "bf16", "fp16", "fp32")
 SFT_DATA = ("task", "trajectories")
+LR_DECAY = ("none", "cosine", "linear")
 SECTIONS = ("trajectories", "train", "lora")  # merged key by key under ``extends``
 
 
@@ -66,7 +67,8 @@ class TrainConfig:
     temperature: float = 0.5
     entropy_weight: float = 2.0
     learning_rate: float = 2e-5
-    warmup_steps: int = 0  # then constant
+    warmup_steps: int = 0  # then constant (the paper), or lr_decay
+    lr_decay: str = "none"  # none | cosine | linear (to 0 at the last step)
     weight_decay: float = 0.01
     max_grad_norm: float = 1.0
     epochs: float = 6.0
@@ -117,6 +119,8 @@ class TrainConfig:
             raise ValueError(f"train.max_steps must be >= 1 or null, got {self.max_steps}")
         if self.max_steps is None and self.epochs <= 0:
             raise ValueError(f"train.epochs must be > 0 when max_steps is null, got {self.epochs}")
+        if self.lr_decay not in LR_DECAY:
+            raise ValueError(f"train.lr_decay must be one of {', '.join(LR_DECAY)}, got {self.lr_decay!r}")
         if self.sft_weight < 0:
             raise ValueError(f"train.sft_weight must be >= 0, got {self.sft_weight}")
         if self.sft_data not in SFT_DATA:

@@ -211,7 +211,10 @@ def train(
     groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": tc.weight_decay},
               {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
     opt = torch.optim.AdamW(groups, lr=tc.learning_rate)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / (tc.warmup_steps + 1)))
+    n_batches = math.ceil(len(examples) / tc.batch_size)
+    world = acc.num_processes
+    total = tc.max_steps or max(1, math.ceil(tc.epochs * n_batches / (tc.grad_accum * world)))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, tc, total))
     model, opt = acc.prepare(model, opt)
     if acc.gradient_accumulation_steps != tc.grad_accum:  # DeepSpeed's config wins inside accelerate
         raise ValueError(f"the accelerate/DeepSpeed config accumulates {acc.gradient_accumulation_steps} micro-batches "
@@ -220,9 +223,7 @@ def train(
     # Under DeepSpeed each rank holds a shard of the optimizer state: checkpoints keep weights and step only.
     with_opt = acc.distributed_type != "DEEPSPEED"
 
-    world, rank = acc.num_processes, acc.process_index
-    n_batches = math.ceil(len(examples) / tc.batch_size)
-    total = tc.max_steps or max(1, math.ceil(tc.epochs * n_batches / (tc.grad_accum * world)))
+    rank = acc.process_index
     state = {"step": 0, "seconds": 0.0}
     validator = Validator(task, tokenizer, tc, out, gen_length) if tc.eval_every else None
     cks = _checkpoints(out)
@@ -344,6 +345,16 @@ def _save_final(model: nn.Module, tokenizer, lm: DiffusionLM, final: Path, cfg: 
               "mask_id": lm.mask_id, "eos_token_ids": list(lm.eos_token_ids), "final_metrics": metrics,
               "selected": chosen, "config": cfg.to_dict()}
     (final / STATE).write_text(json.dumps(record, indent=2))
+
+
+def lr_factor(step: int, tc: TrainConfig, total: int) -> float:
+    """Linear warm-up, then constant (the paper), or a cosine / linear decay to 0 at ``total``."""
+    if step < tc.warmup_steps:
+        return (step + 1) / (tc.warmup_steps + 1)
+    if tc.lr_decay == "none":
+        return 1.0
+    frac = min(1.0, (step - tc.warmup_steps) / max(1, total - tc.warmup_steps))
+    return 0.5 * (1 + math.cos(math.pi * frac)) if tc.lr_decay == "cosine" else 1.0 - frac
 
 
 def _params(e: dict[str, Any]) -> str:
