@@ -28,6 +28,8 @@ SETTINGS = {
     "baseline+early_stop+dual": ("baseline", {"early_stop": True, "cache": "dual"}, 100),
     "dparallel0.5+early_stop": ("dparallel", {"early_stop": True, "threshold": 0.5}, 100),
     "dparallel0.5+early_stop+dual": ("dparallel", {"early_stop": True, "threshold": 0.5, "cache": "dual"}, 100),
+    "multiblock0.5": ("multiblock", {"threshold": 0.5}, 100),
+    "multiblock0.5+early_stop": ("multiblock", {"threshold": 0.5, "early_stop": True}, 100),
 }
 
 
