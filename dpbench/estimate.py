@@ -164,7 +164,7 @@ def estimate_pretrain(cfg, *, log: Callable[[str], None] = print) -> float:
     log(f"  training: {cfg.steps} steps x {per_step:.3f} s = {fmt_seconds(per_step * cfg.steps)} "
         f"(+ {fmt_seconds(setup)} to prepare the data)")
     if cfg.eval_limit:
-        task, tok = get_task(cfg.task), build_char_tokenizer()
+        task, tok = get_task(cfg.task, **cfg.task_options), build_char_tokenizer()
         lm = DiffusionLM(probe.model.eval(), mask_id=tok.mask_token_id, eos_token_ids=[tok.eos_token_id])
         gen = cfg.gen_length or int(task.default_params.get("gen_length", 64))
         for name in cfg.eval_samplers:

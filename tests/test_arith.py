@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from dataclasses import fields
 
@@ -52,11 +54,36 @@ def test_splits_disjoint_by_multiset(task):
     pool_train = {tuple(sorted(p)) for p in task.problems("train")}
     pool_test = {tuple(sorted(p)) for p in task.problems("test")}
     assert pool_train.isdisjoint(pool_test) and pool_test
-    # Validation: distinct problems from the training pool, never a test problem.
+    # Validation: distinct problems whose multisets occur in neither train nor test.
     val = task.docs("validation")
     assert len(val) == 500 and len({d.question for d in val}) == 500
-    assert {key(d) for d in val} <= pool_train
-    assert [d.question for d in val[:20]] != [d.question for d in task.docs("train", limit=20)]
+    pool_val = {tuple(sorted(p)) for p in task.problems("validation")}
+    assert {key(d) for d in val} <= pool_val
+    assert pool_val.isdisjoint(pool_train) and pool_val.isdisjoint(pool_test)
+    assert train_keys.isdisjoint({key(d) for d in val})
+    # Every problem of the space is in exactly one pool.
+    lo, hi = task.config.values
+    n_all = sum((hi - lo + 1) ** n for n in range(task.config.terms[0], task.config.terms[1] + 1))
+    assert sum(len(task.problems(s)) for s in ("train", "validation", "test")) == n_all
+
+
+def test_test_split_unchanged():
+    """The 500 test problems are the yardstick of every committed result: carving out validation
+    (or any later change) must leave them exactly as they were (checksum of the released split)."""
+    docs = ArithTask().docs("test")
+    digest = hashlib.sha256(json.dumps([(d.doc_id, d.question, d.target) for d in docs]).encode()).hexdigest()
+    assert digest == "89c6348e20eac6b8b9ce92c914fb8edae91add8142d8db0493a358e9b7e66c9d"
+    assert ArithTask(validation_fraction=0.4).docs("test")[0].question == docs[0].question
+
+
+def test_validation_fraction_zero_is_the_old_training_pool(task):
+    """validation_fraction 0: train = every non-test multiset (the shipped teacher's pretraining pool)."""
+    old = ArithTask(validation_fraction=0.0, train_size=10)
+    assert set(old.problems("train")) == set(task.problems("train")) | set(task.problems("validation"))
+    with pytest.raises(ValueError, match="validation split is empty"):
+        old.docs("validation")
+    with pytest.raises(ValueError, match="validation_fraction"):
+        ArithTask(validation_fraction=1.0)
 
 
 def test_solutions_are_correct_and_varied(task):
@@ -135,3 +162,15 @@ def test_extract_fallback_and_equality():
     assert not numbers_equal("-5", "5") and not numbers_equal(None, "5") and not numbers_equal("abc", "abc")
     assert normalize_number(" $1,234.50. ") == "1234.50"
     assert normalize_number("-") is None
+
+
+def test_verify_solution_checks_every_step(task):
+    doc = next(d for d in task.docs("train") if sorted(d.meta["numbers"]) == [4, 5, 6, 9])
+    assert all(task.verify_solution(d, d.target) for d in task.docs("train")[:500] + task.docs("test"))
+    # The right total through wrong steps (a number used twice, another never): rejected.
+    assert task.score(doc, "9+5=14\n14+5=19\n19+5=24\n#### 24").correct
+    assert not task.verify_solution(doc, "9+5=14\n14+5=19\n19+5=24\n#### 24")
+    assert not task.verify_solution(doc, "9+5=14\n14+6=21\n21+4=24\n#### 24")  # 14+6 is not 21
+    assert not task.verify_solution(doc, "9+5=14\n15+6=21\n21+4=25\n#### 25")  # not chained
+    assert not task.verify_solution(doc, "9+5=14\n14+6=20\n20+4=24\n#### 25")  # answer is not the result
+    assert not task.verify_solution(doc, "#### 24") and not task.verify_solution(doc, "")

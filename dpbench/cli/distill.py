@@ -29,6 +29,7 @@ def distill(
     name: Optional[str] = typer.Option(None, help="Name written into the model card."),
     device: Optional[str] = typer.Option(None, help="cuda, mps or cpu (default: best available)."),
     estimate: bool = typer.Option(True, help="Before starting, time a probe decode and a training step and print how long it will take."),
+    threads: Optional[int] = typer.Option(None, help="torch CPU threads for every stage (default: the config's)."),
 ) -> None:
     """Certainty-forcing distillation of TEACHER on TASK; each stage resumes where it stopped.
 
@@ -42,6 +43,8 @@ def distill(
         cfg = cfg.override("train", entropy_weight=entropy_weight, max_steps=max_steps, epochs=epochs,
                            learning_rate=learning_rate, finetune=finetune, seed=seed)
         cfg = cfg.override("trajectories", limit=limit, dataset=data)
+        if threads is not None:
+            cfg = DistillConfig.from_dict({**cfg.to_dict(), "threads": threads})
         teacher_name = teacher or cfg.teacher
         task_name = task or cfg.task
         stages = tuple(stage) if stage else STAGES

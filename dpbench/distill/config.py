@@ -9,13 +9,13 @@ A YAML file overrides any of them; unknown keys are refused.
 from __future__ import annotations
 
 import dataclasses
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from .schema import build
 
 # LLaDA's real projection names (see MODELS.md). The reference config listed
 # o_proj/gate_proj/down_proj instead, which LLaDA does not have, so peft
@@ -23,6 +23,9 @@ import yaml
 LLADA_TARGETS = ("q_proj", "k_proj", "v_proj", "attn_out", "ff_proj", "up_proj", "ff_out")
 FINETUNE = ("lora", "full")
 DTYPES = ("auto", "bf16", "fp16", "fp32")
+SFT_DATA = ("task", "trajectories")
+LR_DECAY = ("none", "cosine", "linear")
+SECTIONS = ("trajectories", "train", "lora")  # merged key by key under ``extends``
 
 
 @dataclass
@@ -30,7 +33,13 @@ class TrajectoryConfig:
     split: str = "train"
     limit: int | None = None  # first N training documents (None: all)
     batch_size: int = 16
-    params: dict[str, Any] = field(default_factory=dict)  # baseline overrides; default: the task's params
+    sampler: str = "baseline"  # the teacher's decoder (the paper: baseline, full steps)
+    params: dict[str, Any] = field(default_factory=dict)  # sampler overrides; default: the task's params
+    distinct: bool = False  # decode each distinct prompt once (a greedy teacher repeats itself)
+    seed: int = 0  # for samplers with temperature > 0
+    # Train only on answers whose every step the task verifies (arith: each addition right, the
+    # problem's own numbers), not only the final answer; applied when the train stage reads the data.
+    verify: bool = False
     dataset: str | None = None  # an existing dataset (JSONL / HF dataset dir) with question, llm_response
 
     def validate(self) -> None:
@@ -38,6 +47,13 @@ class TrajectoryConfig:
             raise ValueError(f"trajectories.limit must be >= 1 or null, got {self.limit}")
         if self.batch_size < 1:
             raise ValueError(f"trajectories.batch_size must be >= 1, got {self.batch_size}")
+        from ..samplers.registry import sampler_params
+
+        valid = sampler_params(self.sampler)  # an unknown sampler name raises here, naming the valid ones
+        unknown = sorted(set(self.params) - set(valid))
+        if unknown:
+            raise ValueError(f"trajectories.params: unknown parameter(s) {', '.join(unknown)} for sampler "
+                             f"{self.sampler!r}; valid: {', '.join(valid)}")
 
 
 @dataclass
@@ -51,7 +67,8 @@ class TrainConfig:
     temperature: float = 0.5
     entropy_weight: float = 2.0
     learning_rate: float = 2e-5
-    warmup_steps: int = 0  # then constant
+    warmup_steps: int = 0  # then constant (the paper), or lr_decay
+    lr_decay: str = "none"  # none | cosine | linear (to 0 at the last step)
     weight_decay: float = 0.01
     max_grad_norm: float = 1.0
     epochs: float = 6.0
@@ -64,6 +81,20 @@ class TrainConfig:
     log_every: int = 10
     seed: int = 0
     dtype: str = "auto"  # auto: bf16 weights for LoRA on GPU, fp32 otherwise; bf16 autocast on GPU
+    # Keep some of the teacher's own objective: + sft_weight * the masked-diffusion SFT loss (the
+    # pretraining loss, answer masked with t ~ U(0, 1), CE / t) on a batch of sft_data per micro-batch:
+    # "task" (the task's training documents, gold solutions) or "trajectories" (the teacher's answers).
+    sft_weight: float = 0.0
+    sft_data: str = "task"
+    # Validation during training (distill/monitor.py): every eval_every steps (0: never), the student
+    # decodes eval_limit problems of eval_split with eval_sampler at each of eval_params.
+    eval_every: int = 0
+    eval_split: str = "validation"
+    eval_limit: int | None = 500
+    eval_sampler: str = "dparallel"
+    eval_params: list[dict[str, Any]] = field(default_factory=list)  # []: the task's defaults
+    eval_batch_size: int = 100
+    select_best: bool = False  # final/ = the evaluation with the best accuracy at eval_params[0]
 
     def validate(self) -> None:
         if self.finetune not in FINETUNE:
@@ -88,6 +119,27 @@ class TrainConfig:
             raise ValueError(f"train.max_steps must be >= 1 or null, got {self.max_steps}")
         if self.max_steps is None and self.epochs <= 0:
             raise ValueError(f"train.epochs must be > 0 when max_steps is null, got {self.epochs}")
+        if self.lr_decay not in LR_DECAY:
+            raise ValueError(f"train.lr_decay must be one of {', '.join(LR_DECAY)}, got {self.lr_decay!r}")
+        if self.sft_weight < 0:
+            raise ValueError(f"train.sft_weight must be >= 0, got {self.sft_weight}")
+        if self.sft_data not in SFT_DATA:
+            raise ValueError(f"train.sft_data must be one of {', '.join(SFT_DATA)}, got {self.sft_data!r}")
+        if self.eval_every < 0 or self.eval_batch_size < 1 or (self.eval_limit is not None and self.eval_limit < 1):
+            raise ValueError(f"train.eval_every must be >= 0, eval_batch_size and eval_limit >= 1, got "
+                             f"{self.eval_every}, {self.eval_batch_size}, {self.eval_limit}")
+        if self.select_best and not self.eval_every:
+            raise ValueError("train.select_best needs train.eval_every > 0 (it chooses among evaluated checkpoints)")
+        if self.eval_split == "test" and self.select_best:
+            raise ValueError("train.select_best on the test split would choose on test; use eval_split: validation")
+        from ..samplers.registry import sampler_params
+
+        valid = sampler_params(self.eval_sampler)
+        for params in self.eval_params:
+            unknown = sorted(set(params) - set(valid))
+            if unknown:
+                raise ValueError(f"train.eval_params: unknown parameter(s) {', '.join(unknown)} for sampler "
+                                 f"{self.eval_sampler!r}; valid: {', '.join(valid)}")
         if self.gen_length is not None and self.gen_length % self.block_size:
             raise ValueError(f"train.gen_length ({self.gen_length}) must be a multiple of train.block_size, got {self.block_size}")
 
@@ -112,11 +164,14 @@ class LoraSettings:
 class DistillConfig:
     teacher: str | None = None  # the CLI's --teacher wins
     task: str | None = None  # the CLI's --task wins
+    threads: int | None = None  # torch CPU threads for every stage (None: torch's default)
     trajectories: TrajectoryConfig = field(default_factory=TrajectoryConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     lora: LoraSettings = field(default_factory=LoraSettings)
 
     def validate(self) -> DistillConfig:
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"threads must be >= 1 or null, got {self.threads}")
         self.trajectories.validate()
         self.train.validate()
         self.lora.validate()
@@ -130,70 +185,36 @@ class DistillConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> DistillConfig:
-        return _build(cls, data or {}, "").validate()
+        return build(cls, data or {}, "").validate()
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> DistillConfig:
-        text = Path(path).read_text()
-        data = yaml.safe_load(text) or {}
-        if not isinstance(data, dict):
-            raise ValueError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
-        return cls.from_dict(data)
+        """Read a recipe; ``extends: other.yaml`` (relative to this file) starts from another recipe."""
+        return cls.from_dict(_read_recipe(Path(path), ()))
 
     def override(self, section: str, **values: Any) -> DistillConfig:
         """Return a copy with ``section.key = value`` for each value that is not None."""
         sub = getattr(self, section)
         kept = {k: v for k, v in values.items() if v is not None}
-        merged = _build(type(sub), {**dataclasses.asdict(sub), **kept}, section + ".")
+        merged = build(type(sub), {**dataclasses.asdict(sub), **kept}, section + ".")
         return dataclasses.replace(self, **{section: merged}).validate()
 
 
-def _build(cls: type, data: dict[str, Any], prefix: str):
-    """Instantiate dataclass ``cls`` from ``data``, refusing unknown keys and coercing scalars."""
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    unknown = sorted(set(data) - set(names))
-    if unknown:
-        raise ValueError(f"unknown config key(s) {', '.join(prefix + u for u in unknown)}; valid: {', '.join(prefix + n for n in names)}")
-    kwargs = {}
-    for name, value in data.items():
-        hint = hints[name]
-        if dataclasses.is_dataclass(hint):
-            if not isinstance(value, dict):
-                raise ValueError(f"{prefix}{name} must be a mapping, got {value!r}")
-            kwargs[name] = _build(hint, value, f"{prefix}{name}.")
-        else:
-            kwargs[name] = _coerce(value, hint, prefix + name)
-    return cls(**kwargs)
+def _read_recipe(path: Path, chain: tuple[Path, ...]) -> dict[str, Any]:
+    if path.resolve() in chain:
+        raise ValueError(f"{path}: extends itself through {' -> '.join(str(p) for p in chain)}")
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+    base = data.pop("extends", None)
+    if base is None:
+        return data
+    return _merge(_read_recipe(path.parent / str(base), chain + (path.resolve(),)), data)
 
 
-def _coerce(value: Any, hint: Any, name: str) -> Any:
-    """YAML 1.1 reads ``2e-5`` as a string; numbers are converted by the field's type."""
-    if value is None:
-        return None
-    base = hint
-    if typing.get_origin(hint) in (typing.Union, types.UnionType):  # X | None -> X
-        base = next(a for a in typing.get_args(hint) if a is not type(None))
-    origin = typing.get_origin(base) or base
-    try:
-        if origin is bool:
-            if isinstance(value, str):
-                return value.strip().lower() in ("1", "true", "yes", "on")
-            return bool(value)
-        if origin is int:
-            if isinstance(value, float) and not value.is_integer():
-                raise ValueError
-            return int(value)
-        if origin is float:
-            return float(value)
-        if origin is list:
-            item = (typing.get_args(base) or (str,))[0]  # list[float] -> float items
-            items = [s.strip() for s in value.split(",") if s.strip()] if isinstance(value, str) else value
-            return [item(v) for v in items]
-        if origin is dict:
-            if not isinstance(value, dict):
-                raise ValueError
-            return dict(value)
-        return str(value) if origin is str else value
-    except (TypeError, ValueError):
-        raise ValueError(f"config key {name} expects {getattr(base, '__name__', base)}, got {value!r}") from None
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """Sections merge key by key; any other value (params dicts included) replaces the base's."""
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merge(base[k], v) if k in SECTIONS and isinstance(v, dict) and isinstance(base.get(k), dict) else v
+    return out

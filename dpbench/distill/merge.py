@@ -51,6 +51,7 @@ def merge(
     module.save_pretrained(out)
     tok.save_pretrained(out)
     meta = {"teacher": teacher, "steps": record["step"], "train_seconds": round(record["seconds"], 1),
+            "selected": record.get("selected"),
             "examples": record["examples"], "finetune": record["finetune"], "dpbench_version": __version__,
             "final_metrics": record.get("final_metrics", {}), "config": record["config"], **(info or {})}
     (out / INFO).write_text(json.dumps(meta, indent=2))
@@ -64,6 +65,12 @@ def model_card(meta: dict[str, Any]) -> str:
     method = (f"LoRA (r={lora['r']}, alpha={lora['alpha']}, dropout={lora['dropout']}, "
               f"targets: {', '.join(lora['target_modules'])}), merged" if meta["finetune"] == "lora" else "full fine-tuning")
     data = meta.get("data", {})
+    traj = cfg.get("trajectories", {})
+    decoder = f"{traj.get('sampler', 'baseline')} {traj.get('params') or ''}".strip()
+    prompts = ("every distinct prompt once" if traj.get("distinct") else "every prompt") + (
+        f" of the first {traj['limit']} {traj.get('split', 'train')} documents" if traj.get("limit")
+        else f" of the {traj.get('split', 'train')} split")
+    chosen = meta.get("selected")
     lines = [
         "---",
         "library_name: transformers",
@@ -77,13 +84,23 @@ def model_card(meta: dict[str, Any]) -> str:
         f"- Teacher: `{meta['teacher']}`",
         f"- Task: `{meta.get('task', '?')}`; data: {data.get('kept', '?')} kept trajectories "
         f"({data.get('rejected', '?')} rejected), source: {data.get('source', '?')}"
-        + (f", decoded in {data['seconds']:.0f} s" if "seconds" in data else ""),
+        + (f", decoded in {data['seconds']:.0f} s" if "seconds" in data else "")
+        + f"; the teacher decoded {prompts} with {decoder}",
         f"- Loss: CE(masked) + CE(masked_rev) + {tr['entropy_weight']} * (H(masked) + H(masked_rev)), "
         f"entropy temperature {tr['temperature']}, mask ratio {tr.get('mask_ratio_range') or tr['mask_ratio']}, block {tr['block_size']}",
         f"- Fine-tuning: {method}",
         f"- Optimisation: {meta['steps']} steps of batch {tr['batch_size']} x {tr['grad_accum']} accumulation, "
         f"AdamW lr {tr['learning_rate']} (warm-up {tr['warmup_steps']}, then constant), weight decay {tr['weight_decay']}",
         f"- Training wall-clock: {meta['train_seconds']} s; {meta['examples']} examples; dpbench {meta['dpbench_version']}",
+    ]
+    if tr.get("sft_weight"):
+        lines.append(f"- Plus {tr['sft_weight']} x the masked-diffusion SFT loss on {tr['sft_data']} data")
+    if chosen:
+        e = chosen["evals"][0]
+        lines.append(f"- Weights chosen on `{tr['eval_split']}`: step {chosen['step']} of {meta['steps']}, the best of "
+                     f"the evaluations every {tr['eval_every']} steps ({e['accuracy']:.1%} at {e['mean_nfe']:.2f} NFE "
+                     f"with {e['sampler']} {', '.join(f'{k} {v}' for k, v in e.items() if k not in ('sampler', 'n', 'accuracy', 'mean_nfe'))})")
+    lines += [
         "",
         "Load it with `dpbench.models.load_model(DIR)` or `--model DIR`; decode it with the `dparallel` sampler.",
         "",

@@ -38,8 +38,8 @@ class DistillPaths:
 
 
 def decode_params(task, cfg: DistillConfig) -> dict[str, Any]:
-    """The baseline parameters the teacher decodes with: the task's, then the config's overrides."""
-    return {**task.params_for("baseline"), **cfg.trajectories.params}
+    """The parameters the teacher decodes with: the task's for that sampler, then the config's overrides."""
+    return {**task.params_for(cfg.trajectories.sampler), **cfg.trajectories.params}
 
 
 def answer_length(task, cfg: DistillConfig) -> int:
@@ -70,6 +70,10 @@ def run_distill(
         raise ValueError(f"unknown stage(s) {bad}; valid: {', '.join(STAGES)}")
     if isinstance(task, str):
         task = get_task(task)
+    if cfg.threads:
+        import torch
+
+        torch.set_num_threads(cfg.threads)
     paths = DistillPaths(Path(out))
     paths.root.mkdir(parents=True, exist_ok=True)
     cfg.save(paths.root / "config.yaml")
@@ -101,7 +105,8 @@ def _trajectories(teacher, task, paths: DistillPaths, cfg: DistillConfig, device
         lm, tok = load_model(teacher, device=device)
         stats = generate_trajectories(
             lm, tok, task, paths.trajectories, split=tc.split, limit=tc.limit, batch_size=tc.batch_size,
-            params=tc.params, teacher=teacher, progress=progress)
+            sampler=tc.sampler, params=tc.params, distinct=tc.distinct, seed=tc.seed, teacher=teacher,
+            progress=progress)
     print(f"trajectories: {stats.summary()}")
     return {"kept": stats.kept, "rejected": stats.rejected, "seconds": stats.seconds, "path": stats.path}
 
@@ -127,11 +132,30 @@ def _train(teacher, task, paths: DistillPaths, cfg: DistillConfig, device, progr
     acc = Accelerator(cpu=device == "cpu", mixed_precision="bf16" if _cuda(device) else "no",
                       gradient_accumulation_steps=cfg.train.grad_accum)
     rows = load_trajectories(paths.trajectories)
+    if cfg.trajectories.verify:
+        rows = verified(task, rows, cfg.trajectories.split)
     lm, tok = load_model(teacher, device=acc.device, dtype=weight_dtype(cfg.train, acc.device))
-    result = train(lm, tok, rows, paths.train, cfg, gen_length=answer_length(task, cfg), accelerator=acc, progress=progress)
+    result = train(lm, tok, rows, paths.train, cfg, gen_length=answer_length(task, cfg), accelerator=acc,
+                   progress=progress, task=task)
     print(f"train: {result.steps} steps in {result.seconds:.0f}s; last ce={result.metrics.get('ce', float('nan')):.4f} "
           f"entropy={result.metrics.get('entropy', float('nan')):.4f} -> {result.final_dir}")
     return {"steps": result.steps, "seconds": result.seconds, "metrics": result.metrics}
+
+
+def verified(task, rows: list[dict[str, Any]], split: str) -> list[dict[str, Any]]:
+    """The trajectories whose every step the task verifies (``trajectories.verify``), not only the answer."""
+    check = getattr(task, "verify_solution", None)
+    if check is None:
+        raise ValueError(f"trajectories.verify: task {task.name!r} cannot check solutions step by step "
+                         f"(it has no verify_solution); set verify: false")
+    docs = {d.doc_id: d for d in task.docs(split)}
+    missing = [r["doc_id"] for r in rows if r["doc_id"] not in docs]
+    if missing:
+        raise ValueError(f"trajectories.verify: {len(missing)} rows are not documents of {task.name}/{split} "
+                         f"(e.g. {missing[0]!r}); an imported dataset cannot be verified")
+    kept = [r for r in rows if check(docs[r["doc_id"]], r["llm_response"])]
+    print(f"trajectories: {len(kept)} of {len(rows)} correct answers have every step right; training on those")
+    return kept
 
 
 def _cuda(device: str | None) -> bool:

@@ -32,6 +32,7 @@ from ..models.adapter import DiffusionLM
 from .config import DistillConfig, TrainConfig
 from .loss import certainty_forcing_terms
 from .masking import semi_ar_masks
+from .monitor import Validator
 from .trajectories import encode_prompt
 
 FINAL, LOG, STATE = "final", "log.jsonl", "train_state.json"
@@ -183,8 +184,12 @@ def train(
     gen_length: int,
     accelerator=None,
     progress: bool = True,
+    task=None,
 ) -> TrainResult:
-    """Fine-tune ``lm.module`` in place on trajectory ``rows``; write checkpoints and ``final/`` to ``out_dir``."""
+    """Fine-tune ``lm.module`` in place on trajectory ``rows``; write checkpoints and ``final/`` to ``out_dir``.
+
+    ``task`` is needed for validation during training (``train.eval_every``) and for
+    ``train.sft_data: task``."""
     from accelerate import Accelerator
 
     tc = cfg.train
@@ -198,6 +203,7 @@ def train(
     if cut and acc.is_main_process:
         print(f"warning: {cut} of {len(examples)} responses were longer than gen_length={gen_length} and were cut")
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else lm.eos_id
+    sft = sft_examples(task, tokenizer, tc, examples, gen_length, lm.eos_id) if tc.sft_weight > 0 else []
 
     model = make_student(lm.module, cfg)
     model.train()
@@ -205,7 +211,10 @@ def train(
     groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": tc.weight_decay},
               {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
     opt = torch.optim.AdamW(groups, lr=tc.learning_rate)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / (tc.warmup_steps + 1)))
+    n_batches = math.ceil(len(examples) / tc.batch_size)
+    world = acc.num_processes
+    total = tc.max_steps or max(1, math.ceil(tc.epochs * n_batches / (tc.grad_accum * world)))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, tc, total))
     model, opt = acc.prepare(model, opt)
     if acc.gradient_accumulation_steps != tc.grad_accum:  # DeepSpeed's config wins inside accelerate
         raise ValueError(f"the accelerate/DeepSpeed config accumulates {acc.gradient_accumulation_steps} micro-batches "
@@ -214,13 +223,14 @@ def train(
     # Under DeepSpeed each rank holds a shard of the optimizer state: checkpoints keep weights and step only.
     with_opt = acc.distributed_type != "DEEPSPEED"
 
-    world, rank = acc.num_processes, acc.process_index
-    n_batches = math.ceil(len(examples) / tc.batch_size)
-    total = tc.max_steps or max(1, math.ceil(tc.epochs * n_batches / (tc.grad_accum * world)))
+    rank = acc.process_index
     state = {"step": 0, "seconds": 0.0}
+    validator = Validator(task, tokenizer, tc, out, gen_length) if tc.eval_every else None
     cks = _checkpoints(out)
     if cks:
         state = _load_checkpoint(cks[-1], acc.unwrap_model(model), opt if with_opt else None, sched)
+        if validator is not None:
+            validator.restore(state.get("best"))
         if acc.is_main_process:
             print(f"resuming from {cks[-1]} (step {state['step']} of {total})")
 
@@ -260,19 +270,24 @@ def train(
                     terms = certainty_forcing_terms(
                         student.logits(noisy, attn), student.logits(noisy_rev, attn), ids, masked, masked_rev,
                         temperature=tc.temperature, entropy_weight=tc.entropy_weight)
-                acc.backward(terms.loss)
+                    loss, extra = terms.loss, {}
+                    if sft:
+                        sft_loss = sft_term(model, sft, m, tc, pad_id, lm.mask_id, acc.device)
+                        loss, extra = loss + tc.sft_weight * sft_loss, {"sft": float(sft_loss.detach())}
+                acc.backward(loss)
                 if acc.sync_gradients and tc.max_grad_norm > 0:
                     acc.clip_grad_norm_(params, tc.max_grad_norm)
                 opt.step()
                 opt.zero_grad(set_to_none=True)
-            step_terms.append(terms.as_floats())
+            step_terms.append(terms.as_floats() | extra)
         if not acc.sync_gradients:
             raise RuntimeError("accelerate did not end the accumulation window with the step; this is a dpbench bug")
         sched.step()
         state["step"] += 1
         state["seconds"] = time.perf_counter() - t_start
         n_masked = sum(t["n_masked"] for t in step_terms)
-        window.append({k: sum(t[k] for t in step_terms) / len(step_terms) for k in ("loss", "ce", "entropy")}
+        window.append({k: sum(t[k] for t in step_terms) / len(step_terms) for k in ("loss", "ce", "entropy")
+                       + (("sft",) if sft else ())}
                       | {"correct_frac": sum(t["n_correct"] for t in step_terms) / max(1, n_masked)})
         bar.update(1)
         bar.set_postfix(ce=f"{window[-1]['ce']:.3f}", ent=f"{window[-1]['entropy']:.3f}")
@@ -283,6 +298,20 @@ def train(
                 log_f.write(json.dumps({"step": state["step"], "seconds": round(state["seconds"], 2),
                                         "lr": sched.get_last_lr()[0], **metrics}) + "\n")
                 log_f.flush()
+        if validator is not None and (state["step"] % tc.eval_every == 0 or state["step"] == total):
+            if acc.is_main_process:
+                # The unwrapped module: a DDP forward on one rank alone would wait for the others.
+                evals = validator.evaluate(DiffusionLM(acc.unwrap_model(model), mask_id=lm.mask_id,
+                                                       eos_token_ids=lm.eos_token_ids, shift_logits=lm.shift_logits))
+                better = validator.consider(state["step"], evals, _trainable(acc.unwrap_model(model)))
+                state["best"] = validator.best
+                bar.write(f"step {state['step']}: " + "; ".join(
+                    f"{e['accuracy']:.1%} at {e['mean_nfe']:.2f} NFE ({_params(e)})" for e in evals)
+                    + (" <- best" if better else ""))
+                if log_f:
+                    log_f.write(json.dumps({"step": state["step"], "eval": evals, "best": better}) + "\n")
+                    log_f.flush()
+            acc.wait_for_everyone()
         # The last step is checkpointed too, so a longer run (larger max_steps) continues from it.
         if (state["step"] % tc.save_every == 0 or state["step"] == total) and acc.is_main_process:
             _save_checkpoint(out, acc.unwrap_model(model), opt if with_opt else None, sched, dict(state),
@@ -294,13 +323,18 @@ def train(
 
     final = out / FINAL
     if acc.is_main_process:
-        _save_final(acc.unwrap_model(model), tokenizer, lm, final, cfg, state, len(examples), metrics)
+        chosen = validator.load_best(acc.unwrap_model(model)) if validator is not None else None
+        if chosen is not None:
+            print(f"final: the step-{chosen['step']} weights, best on {tc.eval_split} "
+                  f"({chosen['evals'][0]['accuracy']:.1%} at {chosen['evals'][0]['mean_nfe']:.2f} NFE)")
+        _save_final(acc.unwrap_model(model), tokenizer, lm, final, cfg, state, len(examples), metrics, chosen)
     acc.wait_for_everyone()
     return TrainResult(steps=state["step"], seconds=state["seconds"], final_dir=str(final), metrics=metrics)
 
 
 def _save_final(model: nn.Module, tokenizer, lm: DiffusionLM, final: Path, cfg: DistillConfig,
-                state: dict[str, Any], n_examples: int, metrics: dict[str, float]) -> None:
+                state: dict[str, Any], n_examples: int, metrics: dict[str, float],
+                chosen: dict[str, Any] | None = None) -> None:
     """LoRA: the adapter (peft format). Full: a complete model directory. Plus the training record."""
     shutil.rmtree(final, ignore_errors=True)
     final.mkdir(parents=True)
@@ -309,5 +343,45 @@ def _save_final(model: nn.Module, tokenizer, lm: DiffusionLM, final: Path, cfg: 
         tokenizer.save_pretrained(final)
     record = {"step": state["step"], "seconds": state["seconds"], "examples": n_examples, "finetune": cfg.train.finetune,
               "mask_id": lm.mask_id, "eos_token_ids": list(lm.eos_token_ids), "final_metrics": metrics,
-              "config": cfg.to_dict()}
+              "selected": chosen, "config": cfg.to_dict()}
     (final / STATE).write_text(json.dumps(record, indent=2))
+
+
+def lr_factor(step: int, tc: TrainConfig, total: int) -> float:
+    """Linear warm-up, then constant (the paper), or a cosine / linear decay to 0 at ``total``."""
+    if step < tc.warmup_steps:
+        return (step + 1) / (tc.warmup_steps + 1)
+    if tc.lr_decay == "none":
+        return 1.0
+    frac = min(1.0, (step - tc.warmup_steps) / max(1, total - tc.warmup_steps))
+    return 0.5 * (1 + math.cos(math.pi * frac)) if tc.lr_decay == "cosine" else 1.0 - frac
+
+
+def _params(e: dict[str, Any]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in e.items() if k not in ("n", "accuracy", "mean_nfe"))
+
+
+def sft_examples(task, tokenizer, tc: TrainConfig, examples: list[Example], gen_length: int,
+                 eos_id: int) -> list[Example]:
+    """The data of the SFT term: the task's training documents (gold solutions) or the trajectories."""
+    if tc.sft_data == "trajectories":
+        return examples
+    if task is None:
+        raise ValueError("train.sft_data: task needs the task (pass task= to train())")
+    rows = [{"prompt": task.build_prompt(d, tokenizer), "llm_response": d.target} for d in task.docs("train")]
+    sft, cut = build_examples(rows, tokenizer, gen_length=gen_length, eos_id=eos_id)
+    if cut:
+        raise ValueError(f"{cut} training solutions of {task.name} are longer than gen_length={gen_length}")
+    return sft
+
+
+def sft_term(model: nn.Module, sft: list[Example], m: int, tc: TrainConfig, pad_id: int, mask_id: int,
+             device) -> torch.Tensor:
+    """The teacher's objective on micro-batch ``m``'s own draw of SFT examples (the same on resume)."""
+    from ..train.pretrain import masked_diffusion_loss
+
+    gen = torch.Generator().manual_seed(tc.seed * 1_000_033 + 7 * m + 1)
+    idx = torch.randint(len(sft), (tc.batch_size,), generator=gen).tolist()
+    ids, attn, plen = collate([sft[i] for i in idx], pad_id)
+    return masked_diffusion_loss(model, ids.to(device), None if attn is None else attn.to(device), int(plen[0]),
+                                 mask_id=mask_id, generator=gen)

@@ -13,9 +13,18 @@ uncertain at many positions at once until it commits to one: the sequential
 certainty convergence that parallel decoders and dParallel's distillation
 target. Only the final ``#### N`` is scored.
 
-Splits are disjoint by the multiset of numbers: a test problem is never a
-reordering of a training problem. ``validation`` holds distinct problems of the
-training pool (for choosing checkpoints and thresholds without touching test).
+Splits are disjoint by the multiset of numbers: no problem of one split is a
+reordering of a problem of another. ``test`` is decided first (a hash of the
+multiset against ``test_fraction``, unchanged since the first release, so every
+committed test number stays comparable); ``validation`` then takes a second,
+independent hash of the remaining multisets against ``validation_fraction``;
+``train`` is the rest. Validation is where checkpoints, thresholds and recipes
+are chosen, on problems that the distillation data never contain.
+
+``validation_fraction: 0`` gives the pool before validation was carved out
+(train = every non-test multiset): the data the shipped ``tiny-arith`` teacher
+was pretrained on, so that teacher has seen the validation multisets (see
+results/distill/README.md for what that exposure costs).
 """
 
 from __future__ import annotations
@@ -23,6 +32,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import random
+import re
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -44,6 +54,7 @@ class ArithConfig:
     terms: tuple[int, int] = (3, 4)
     values: tuple[int, int] = (1, 9)
     test_fraction: float = 0.2
+    validation_fraction: float = 0.15  # of the non-test multisets
     train_size: int = 50000
     test_size: int = 500
     default_params: dict[str, Any] = field(
@@ -62,6 +73,8 @@ class ArithConfig:
             raise ValueError(f"values must be a range [lo, hi] with 0 <= lo <= hi, got {list(self.values)}")
         if not 0.0 < self.test_fraction < 1.0:
             raise ValueError(f"test_fraction must be in (0, 1), got {self.test_fraction}")
+        if not 0.0 <= self.validation_fraction < 1.0:
+            raise ValueError(f"validation_fraction must be in [0, 1), got {self.validation_fraction}")
 
     @classmethod
     def from_yaml(cls, path: str | Path | None = None, **overrides: Any) -> "ArithConfig":
@@ -117,9 +130,17 @@ class ArithTask(Task):
 
     # -- generation ---------------------------------------------------------------
     def is_test_problem(self, numbers: tuple[int, ...]) -> bool:
-        """The split decision: a hash of (seed, multiset) against ``test_fraction``."""
+        """The test decision: a hash of (seed, multiset) against ``test_fraction``."""
         h = _stable_hash(f"{self.config.seed}:{_problem_key(numbers)}")
         return (h % 1_000_000) < self.config.test_fraction * 1_000_000
+
+    def split_of(self, numbers: tuple[int, ...]) -> str:
+        """The split a problem (any order of its numbers) belongs to."""
+        if self.is_test_problem(numbers):
+            return "test"
+        # A second hash, independent of the first: carving validation out leaves test untouched.
+        h = _stable_hash(f"{self.config.seed}:validation:{_problem_key(numbers)}")
+        return "validation" if (h % 1_000_000) < self.config.validation_fraction * 1_000_000 else "train"
 
     def problems(self, split: str) -> list[tuple[int, ...]]:
         """Every ordered problem of ``split``, in a fixed order."""
@@ -128,7 +149,7 @@ class ArithTask(Task):
         out = []
         for n in range(self.config.terms[0], self.config.terms[1] + 1):
             for numbers in itertools.product(range(lo, hi + 1), repeat=n):
-                if self.is_test_problem(numbers) == (split == "test"):
+                if self.split_of(numbers) == split:
                     out.append(numbers)
         return out
 
@@ -147,11 +168,10 @@ class ArithTask(Task):
         rng = random.Random(f"arith:{cfg.seed}:{split}")
         pool = self.problems(split)
         if not pool:
-            raise ValueError(f"the {split} split is empty for terms={list(cfg.terms)}, values={list(cfg.values)}")
+            raise ValueError(f"the {split} split is empty for terms={list(cfg.terms)}, values={list(cfg.values)}, "
+                             f"validation_fraction={cfg.validation_fraction}")
         if split in ("test", "validation"):
-            # Distinct problems, as many as asked for and the pool allows. Validation draws them
-            # from the training pool (a different draw than train): a place to choose checkpoints
-            # and thresholds without looking at test.
+            # Distinct problems, as many as asked for and the pool allows.
             chosen = rng.sample(pool, min(cfg.test_size, len(pool)))
         else:
             # Problems repeat, each time with an independently drawn solution order.
@@ -175,6 +195,21 @@ class ArithTask(Task):
         extracted = extract_answer(completion)
         gold = doc.meta.get("answer") or extract_answer(doc.target)
         return Score(correct=numbers_equal(extracted, gold), extracted=extracted, detail={"gold": gold})
+
+    def verify_solution(self, doc: Doc, completion: str) -> bool:
+        """True if every step is right, not only the final answer: each line ``a+b=c`` adds
+        correctly, starts from the previous result, the addends are exactly the problem's
+        numbers, and ``#### N`` repeats the last result. (A teacher can reach the right total
+        through wrong steps, e.g. ``9+5=14 / 14+5=19 / 19+5=24`` for 9 + 5 + 6 + 4.)"""
+        lines = completion.strip().split("\n")
+        steps = [re.fullmatch(r"(\d+)\+(\d+)=(\d+)", line) for line in lines[:-1]]
+        if not steps or any(m is None for m in steps) or not re.fullmatch(r"#### (\d+)", lines[-1]):
+            return False
+        a, b, c = (list(x) for x in zip(*((int(m[1]), int(m[2]), int(m[3])) for m in steps)))
+        chained = all(a[i] == c[i - 1] for i in range(1, len(steps)))
+        added = all(x + y == z for x, y, z in zip(a, b, c))
+        numbers = sorted(doc.meta["numbers"])
+        return chained and added and sorted([a[0], *b]) == numbers and lines[-1] == f"#### {c[-1]}"
 
     def params_for(self, sampler: str) -> dict[str, Any]:
         """Task defaults merged with the sampler's own, keeping only what that sampler accepts.

@@ -10,18 +10,18 @@ The objective is masked-diffusion SFT, as LLaDA's instruction tuning:
 * loss = cross-entropy on masked tokens weighted by 1/t, summed and divided by
   the number of answer tokens in the batch (an unbiased estimate of the ELBO).
 
-Everything runs on the CPU in minutes for the tiny configs; the result is an
-HF-format checkpoint (``save_pretrained`` + tokenizer) plus a model card.
+The result is an HF-format checkpoint (``save_pretrained`` + tokenizer) plus a
+model card; ``save_every`` adds resumable checkpoints (train/checkpoint.py).
+configs/pretrain/tiny-arith-cpu.yaml trains a usable arith teacher on 2 CPU cores
+(its time and accuracy are in README.md and configs/pretrain/README.md).
 """
 
 from __future__ import annotations
 
-import json
 import math
-import platform
 import random
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -32,46 +32,9 @@ from tqdm.auto import tqdm
 from ..models import DiffusionLM, LLaDAConfig, LLaDAModelLM, build_char_tokenizer
 from ..models.llada import count_parameters
 from ..tasks import Task, get_task
-
-
-@dataclass
-class PretrainConfig:
-    task: str = "arith"
-    # Defaults are the shipped tiny-arith teacher's recipe (1.7 min on one H200;
-    # on a CPU expect hours: pass fewer --steps / a smaller --batch-size to try it).
-    steps: int = 6000
-    batch_size: int = 256
-    lr: float = 2e-3
-    min_lr_ratio: float = 0.1  # cosine decay ends at lr * min_lr_ratio
-    warmup_steps: int = 200
-    weight_decay: float = 0.01
-    grad_clip: float = 1.0
-    eps: float = 1e-3  # t ~ U(eps, 1): never a zero mask ratio (1/t would blow up)
-    d_model: int = 128
-    n_layers: int = 4
-    n_heads: int = 4
-    mlp_hidden_size: int = 384
-    gen_length: int | None = None  # None: the task's default gen_length
-    seed: int = 0  # model init, masking and batch order (the data has its own seed in the task)
-    eval_limit: int = 500  # test documents scored at the end (0: skip)
-    eval_samplers: tuple[str, ...] = ("baseline",)  # each scored at the end with the task's params
-    eval_every: int = 0  # also score eval_every_limit test docs every N steps (0: never)
-    eval_every_limit: int = 100
-    eval_batch_size: int = 100
-    save_every: int = 0  # write a checkpoint every N steps (0: only at the end)
-    threads: int | None = None  # torch CPU threads (None: torch's default)
-    device: str = "cpu"
-
-    def __post_init__(self) -> None:
-        for key in ("steps", "batch_size", "d_model", "n_layers", "n_heads", "mlp_hidden_size"):
-            if getattr(self, key) < 1:
-                raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}")
-        if self.d_model % self.n_heads or (self.d_model // self.n_heads) % 2:
-            raise ValueError(f"d_model / n_heads must be an even integer (RoPE), got {self.d_model} / {self.n_heads}")
-        if not 0.0 < self.eps < 1.0:
-            raise ValueError(f"eps must be in (0, 1), got {self.eps}")
-        if self.lr <= 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
+from .card import make_card, recent, save_model
+from .checkpoint import finished, latest_checkpoint, load_checkpoint, remove_checkpoints, save_resume_checkpoint
+from .config import PretrainConfig
 
 
 # -- data ---------------------------------------------------------------------------
@@ -149,10 +112,10 @@ def evaluate(
     **params: Any,
 ) -> dict[str, float]:
     """Accuracy and mean NFE of ``sampler`` (task defaults, overridden by ``params``) on ``split``."""
-    from ..samplers import get_sampler
+    from ..samplers import build_sampler
     from ..textutil import decode_answers
 
-    smp = get_sampler(sampler, **{**task.params_for(sampler), **params})
+    smp = build_sampler(sampler, params, task=task)  # the task's defaults that sampler takes, then params
     docs = task.docs(split, limit=limit)
     correct, nfe = 0, 0
     tokenizer.padding_side = "left"
@@ -198,8 +161,10 @@ class PretrainResult:
     out_dir: Path | None
     losses: list[float]
     metrics: dict[str, Any]
-    seconds: float
+    seconds: float  # training wall-clock, summed over resumed runs
     model: LLaDAModelLM | None = None
+    resumed_from: int = 0  # the step a resumed run started at (0: from scratch)
+    skipped: bool = False  # out_dir already held the finished model
 
 
 def pretrain(
@@ -209,21 +174,30 @@ def pretrain(
     progress: bool = True,
     log: Callable[[str], None] | None = None,
     task: Task | None = None,
+    recipe: str | None = None,
 ) -> PretrainResult:
     """Train a tiny model on ``cfg.task``; save checkpoint + model card to ``out_dir`` (if given).
 
-    ``task`` replaces the registered task of that name (e.g. a smaller ``ArithTask`` in tests).
+    With ``save_every`` a resumable checkpoint (weights, optimizer, RNG states, losses) is written
+    every N steps to ``out_dir/checkpoints/``; a rerun with the same settings continues from the
+    newest one and ends with the weights an uninterrupted run would have. A finished ``out_dir``
+    is not trained again. ``task`` replaces the registered task (e.g. a smaller ``ArithTask``).
     """
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    log = log or (lambda msg: tqdm.write(msg))
+    task = task if task is not None else get_task(cfg.task, **cfg.task_options)
+    tok = build_char_tokenizer()
+    out = Path(out_dir) if out_dir is not None else None
+    if out is not None and (done := finished(out, cfg)) is not None:
+        log(f"{out} already holds the finished model ({done['steps_done']} steps); use a fresh --out to train again")
+        model = LLaDAModelLM.from_pretrained(out)
+        return PretrainResult(out, [], done["metrics"], done["train_seconds"], model, skipped=True)
+
     torch.manual_seed(cfg.seed)
     rng = random.Random(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     dev = torch.device(cfg.device)
-    log = log or (lambda msg: tqdm.write(msg))
-
-    task = task if task is not None else get_task(cfg.task)
-    tok = build_char_tokenizer()
     gen_length = cfg.gen_length or int(task.default_params.get("gen_length", 64))
     data = encode_docs(task, task.docs("train"), tok, gen_length)
     max_len = max(len(p) for p in data.prompts) + gen_length
@@ -231,8 +205,6 @@ def pretrain(
     lm = DiffusionLM(model, mask_id=tok.mask_token_id, eos_token_ids=[tok.eos_token_id], name=f"pretrain-{cfg.task}")
     eval_params = {"gen_length": gen_length}
     n_params = count_parameters(model)
-    log(f"pretrain {cfg.task}: {n_params / 1e6:.2f}M parameters, {len(data.prompts)} training documents, "
-        f"gen_length {gen_length}, {cfg.steps} steps x {cfg.batch_size}")
 
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
@@ -240,11 +212,19 @@ def pretrain(
         [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
         lr=cfg.lr, betas=(0.9, 0.98),
     )
-    losses: list[float] = []
-    history: list[dict[str, Any]] = []
-    t0 = time.perf_counter()
-    bar = tqdm(range(cfg.steps), desc="pretrain", disable=not progress, dynamic_ncols=True)
-    for step in bar:
+    state = {"step": 0, "seconds": 0.0, "losses": [], "history": []}
+    ck = latest_checkpoint(out) if out is not None else None
+    if ck is not None:
+        state = load_checkpoint(ck, cfg, model, opt, rng, gen)
+        log(f"resuming {out} from step {state['step']} of {cfg.steps}")
+    else:
+        log(f"pretrain {cfg.task}: {n_params / 1e6:.2f}M parameters, {len(data.prompts)} training documents, "
+            f"gen_length {gen_length}, {cfg.steps} steps x {cfg.batch_size}")
+    start = state["step"]
+    losses, history = state["losses"], state["history"]
+    t0 = time.perf_counter() - state["seconds"]
+    bar = tqdm(total=cfg.steps, initial=start, desc="pretrain", disable=not progress, dynamic_ncols=True)
+    for step in range(start, cfg.steps):
         model.train()
         for group in opt.param_groups:
             group["lr"] = lr_at(step, cfg)
@@ -258,108 +238,36 @@ def pretrain(
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         opt.step()
         losses.append(loss.item())
+        bar.update(1)
         if step % 10 == 0:
-            bar.set_postfix(loss=f"{sum(losses[-50:]) / len(losses[-50:]):.4f}", lr=f"{lr_at(step, cfg):.2e}")
+            bar.set_postfix(loss=f"{recent(losses):.4f}", lr=f"{lr_at(step, cfg):.2e}")
         done = step + 1
         if cfg.eval_every and done % cfg.eval_every == 0 and done < cfg.steps:
             model.eval()
-            m = evaluate(lm, tok, task, limit=cfg.eval_every_limit, batch_size=cfg.eval_batch_size, **eval_params)
-            history.append({"step": done, "loss": _recent(losses), "accuracy": m["accuracy"], "mean_nfe": m["mean_nfe"],
-                            "seconds": round(time.perf_counter() - t0, 1)})
-            log(f"step {done}: loss {_recent(losses):.4f}, baseline accuracy {m['accuracy']:.3f} on {m['n']} test docs")
-        if out_dir is not None and cfg.save_every and done % cfg.save_every == 0 and done < cfg.steps:
-            save_checkpoint(model, tok, out_dir, _card(cfg, task, n_params, done, time.perf_counter() - t0,
-                                                       losses, history, {}))
+            m = evaluate(lm, tok, task, limit=cfg.eval_every_limit, batch_size=cfg.eval_batch_size,
+                         split=cfg.eval_every_split, **eval_params)
+            history.append({"step": done, "loss": recent(losses), "accuracy": m["accuracy"], "mean_nfe": m["mean_nfe"],
+                            "split": cfg.eval_every_split, "seconds": round(time.perf_counter() - t0, 1)})
+            log(f"step {done}: loss {recent(losses):.4f}, baseline accuracy {m['accuracy']:.3f} "
+                f"on {m['n']} {cfg.eval_every_split} docs")
+        if out is not None and cfg.save_every and done % cfg.save_every == 0 and done < cfg.steps:
+            state.update(step=done, seconds=time.perf_counter() - t0)
+            save_resume_checkpoint(out, cfg, state, model, opt, rng, gen)
+    bar.close()
     train_seconds = time.perf_counter() - t0
     model.eval()
 
-    metrics: dict[str, Any] = {"final_train_loss": _recent(losses)}
+    t_eval = time.perf_counter()
+    metrics: dict[str, Any] = {"final_train_loss": recent(losses)}
     for name in cfg.eval_samplers if cfg.eval_limit else ():
         ev = evaluate(lm, tok, task, name, limit=cfg.eval_limit, batch_size=cfg.eval_batch_size, progress=progress,
-                      **eval_params)
-        metrics[name] = ev
-        log(f"final: {name} accuracy {ev['accuracy']:.3f}, mean NFE {ev['mean_nfe']:.2f} on {ev['n']} test docs")
-    card = _card(cfg, task, n_params, cfg.steps, train_seconds, losses, history, metrics)
-    path = save_checkpoint(model, tok, out_dir, card) if out_dir is not None else None
-    return PretrainResult(path, losses, metrics, train_seconds, model)
-
-
-def _recent(losses: list[float], n: int = 50) -> float:
-    tail = losses[-n:]
-    return sum(tail) / max(len(tail), 1)
-
-
-def _hardware(device: str) -> str:
-    if torch.device(device).type == "cuda":
-        return f"{torch.cuda.get_device_name()} (torch {torch.__version__})"
-    return f"CPU {platform.machine()}, {torch.get_num_threads()} torch threads (torch {torch.__version__})"
-
-
-def _card(cfg, task, n_params, steps_done, seconds, losses, history, metrics) -> dict[str, Any]:
-    return {
-        "model": "dpbench built-in LLaDA-style masked diffusion LM",
-        "task": cfg.task,
-        "task_config": task.describe() if hasattr(task, "describe") else {},
-        "parameters": n_params,
-        "pretrain_config": asdict(cfg),
-        "steps_done": steps_done,
-        "train_seconds": round(seconds, 1),
-        "hardware": _hardware(cfg.device),
-        "objective": "masked-diffusion SFT: prompt unmasked, answer masked with t~U(eps,1), CE/t, EOS padding trained",
-        "loss_curve": [round(_recent(losses[: i + 1]), 4) for i in range(49, len(losses), 50)],
-        "eval_history": history,
-        "metrics": metrics,
-    }
-
-
-def save_checkpoint(model: LLaDAModelLM, tokenizer, out_dir: str | Path, card: dict[str, Any]) -> Path:
-    """HF checkpoint (safetensors) + tokenizer + ``model_card.json`` and a README."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out, safe_serialization=True)
-    tokenizer.save_pretrained(out)
-    (out / "model_card.json").write_text(json.dumps(card, indent=2) + "\n")
-    (out / "README.md").write_text(_readme(card))
-    return out
-
-
-def _command(cfg: dict[str, Any]) -> str:
-    """The `dpbench pretrain` command line for a config (options that differ from the defaults)."""
-    defaults = asdict(PretrainConfig())
-    parts = [f"dpbench pretrain --task {cfg['task']} --out DIR"]
-    for key, value in cfg.items():
-        if key in ("task", "eval_every_limit", "eval_batch_size") or value == defaults.get(key):
-            continue
-        flag = "--" + key.replace("_", "-")
-        if key == "eval_samplers":
-            parts += [f"--eval-sampler {v}" for v in value]
-        elif value is not None:
-            parts.append(f"{flag} {value}")
-    return " ".join(parts)
-
-
-def _readme(card: dict[str, Any]) -> str:
-    cfg = card["pretrain_config"]
-    lines = [
-        f"# dpbench tiny teacher: `{card['task']}`",
-        "",
-        f"{card['model']}, {card['parameters'] / 1e6:.2f}M parameters "
-        f"({cfg['n_layers']} layers, d_model {cfg['d_model']}, {cfg['n_heads']} heads, MLP {cfg['mlp_hidden_size']}), "
-        "character-level tokenizer with a chat template.",
-        "",
-        f"Trained from scratch by `dpbench pretrain --task {card['task']}` with {card['objective']}.",
-        "",
-        f"- training: {card['steps_done']} steps x batch {cfg['batch_size']}, lr {cfg['lr']} (cosine, warm-up "
-        f"{cfg['warmup_steps']}), seed {cfg['seed']}; task data seed {card['task_config'].get('seed')}",
-        f"- wall-clock: {card['train_seconds'] / 60:.1f} min on {card['hardware']}",
-        f"- final training loss (mean of last 50 steps): {card['metrics'].get('final_train_loss', float('nan')):.4f}",
-    ]
-    for name, m in card["metrics"].items():
-        if isinstance(m, dict) and "accuracy" in m:
-            params = ", ".join(f"{k}={m[k]}" for k in ("gen_length", "block_length", "steps", "threshold") if k in m)
-            lines.append(f"- `{name}` ({params}): accuracy {m['accuracy']:.3f} on {m['n']} held-out test problems, "
-                         f"mean NFE {m['mean_nfe']:.2f}")
-    lines += ["", "Reproduce (same library function; the data are generated from the task seed):", "",
-              "```", _command(cfg), "```", "",
-              "Full configuration, loss curve and metrics: `model_card.json`.", ""]
-    return "\n".join(lines)
+                      split=cfg.eval_split, **eval_params)
+        metrics[name] = {**ev, "split": cfg.eval_split}
+        log(f"final: {name} accuracy {ev['accuracy']:.3f}, mean NFE {ev['mean_nfe']:.2f} on {ev['n']} {cfg.eval_split} docs")
+    card = make_card(cfg, task, n_params, cfg.steps, train_seconds, losses, history, metrics, recipe=recipe,
+                     complete=True, eval_seconds=time.perf_counter() - t_eval)
+    path = None
+    if out is not None:
+        path = save_model(model, tok, out, card)
+        remove_checkpoints(out)  # the finished model replaces them
+    return PretrainResult(path, losses, metrics, train_seconds, model, resumed_from=start)
