@@ -52,8 +52,7 @@ def pretrain(
 
     Example: dpbench pretrain --config configs/pretrain/tiny-arith-cpu.yaml --out runs/teacher-cpu
     """
-    from ..train import PretrainConfig
-    from ..train import pretrain as run_pretrain
+    from ..train import PretrainConfig  # the trainer (transformers: seconds) loads after the checks
 
     try:
         cfg = PretrainConfig.from_yaml(config) if config else PretrainConfig()
@@ -84,6 +83,8 @@ def pretrain(
             from ..estimate import estimate_pretrain, fmt_seconds
 
             typer.echo(f"estimate: about {fmt_seconds(estimate_pretrain(cfg, log=typer.echo))}")
+        from ..train import pretrain as run_pretrain
+
         result = run_pretrain(cfg, out, recipe=str(config) if config else None)
     except ValueError as err:
         raise cli_error(err) from None

@@ -1,39 +1,24 @@
 """Certainty-forcing distillation (dParallel): trajectories -> train -> merge.
 
 Contracts (DESIGN.md §3): `semi_ar_masks`, `certainty_forcing_loss`.
+
+Names load on first use (`dpbench.lazy`): the training and merge modules import transformers
+and peft, and a command that only checks its arguments should not wait for them.
 """
 
-from .config import LLADA_TARGETS, DistillConfig, LoraSettings, TrainConfig, TrajectoryConfig
-from .loss import CertaintyForcingTerms, certainty_forcing_loss, certainty_forcing_terms
-from .masking import semi_ar_masks
-from .merge import merge
-from .pipeline import STAGES, DistillPaths, run_distill
-from .train import TrainResult, build_examples, check_lora_targets, collate, make_student, train
-from .trajectories import TrajectoryStats, generate_trajectories, import_dataset, load_trajectories, read_paper_dataset
+from ..lazy import lazy_exports
 
-__all__ = [
-    "LLADA_TARGETS",
-    "STAGES",
-    "CertaintyForcingTerms",
-    "DistillConfig",
-    "DistillPaths",
-    "LoraSettings",
-    "TrainConfig",
-    "TrainResult",
-    "TrajectoryConfig",
-    "TrajectoryStats",
-    "build_examples",
-    "certainty_forcing_loss",
-    "certainty_forcing_terms",
-    "check_lora_targets",
-    "collate",
-    "generate_trajectories",
-    "import_dataset",
-    "load_trajectories",
-    "make_student",
-    "merge",
-    "read_paper_dataset",
-    "run_distill",
-    "semi_ar_masks",
-    "train",
-]
+_LAZY = {
+    **dict.fromkeys(("LLADA_TARGETS", "DistillConfig", "LoraSettings", "TrainConfig", "TrajectoryConfig"), "config"),
+    **dict.fromkeys(("CertaintyForcingTerms", "certainty_forcing_loss", "certainty_forcing_terms"), "loss"),
+    "semi_ar_masks": "masking",
+    "merge": "merge",
+    **dict.fromkeys(("STAGES", "DistillPaths", "run_distill"), "pipeline"),
+    **dict.fromkeys(("TrainResult", "build_examples", "check_lora_targets", "collate", "make_student", "train"), "train"),
+    **dict.fromkeys(("TrajectoryStats", "generate_trajectories", "import_dataset", "load_trajectories",
+                     "read_paper_dataset"), "trajectories"),
+}
+
+__getattr__ = lazy_exports(__name__, _LAZY, globals())
+
+__all__ = sorted(_LAZY)

@@ -5,8 +5,7 @@ transformers, seconds on a CPU) load on first use of their names, so a sampler o
 command that only validates its arguments stays fast.
 """
 
-from importlib import import_module
-
+from ..lazy import lazy_exports
 from .adapter import DiffusionLM
 
 _LAZY = {
@@ -18,12 +17,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str):
-    if name not in _LAZY:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(import_module(f"{__name__}.{_LAZY[name]}"), name)
-    globals()[name] = value  # later lookups skip this hook
-    return value
+__getattr__ = lazy_exports(__name__, _LAZY, globals())
 
 
 __all__ = ["DiffusionLM", *sorted(_LAZY)]

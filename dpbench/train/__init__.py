@@ -1,26 +1,15 @@
-"""Training the built-in tiny models (`pretrain`)."""
+"""Training the built-in tiny models (`pretrain`). Names load on first use (`dpbench.lazy`)."""
 
-from .card import save_model
-from .config import PretrainConfig
-from .pretrain import (
-    PretrainResult,
-    encode_docs,
-    evaluate,
-    make_batch,
-    masked_diffusion_loss,
-    pretrain,
-)
+from ..lazy import lazy_exports
 
-save_checkpoint = save_model  # the earlier name
+_LAZY = {
+    "save_model": "card",
+    "PretrainConfig": "config",
+    **dict.fromkeys(("PretrainResult", "encode_docs", "evaluate", "make_batch", "masked_diffusion_loss", "pretrain"),
+                    "pretrain"),
+}
 
-__all__ = [
-    "PretrainConfig",
-    "PretrainResult",
-    "encode_docs",
-    "evaluate",
-    "make_batch",
-    "masked_diffusion_loss",
-    "pretrain",
-    "save_checkpoint",
-    "save_model",
-]
+__getattr__ = lazy_exports(__name__, _LAZY, globals())
+
+
+__all__ = sorted(_LAZY)
