@@ -36,3 +36,19 @@ def test_refused_command_skips_heavy_imports(argv, tmp_path):
     assert out.stdout.strip().splitlines()[-1] == "HEAVY=", (argv, out.stdout, out.stderr[-2000:])
     assert "BadParameter" in out.stderr or "UsageError" in out.stderr or "Exit" in out.stderr, out.stderr[-2000:]
     assert not (tmp_path / "d").exists() and not (tmp_path / "p").exists()
+
+
+def test_lazy_export_wins_over_its_submodule():
+    """`from dpbench.train import pretrain` is the function even after its submodule was imported
+    first (as it was with the eager package inits); the same for distill's train and merge."""
+    code = """
+import types
+import dpbench.train.pretrain, dpbench.distill.train, dpbench.distill.merge
+from dpbench.train import pretrain
+from dpbench.distill import merge, train
+assert all(callable(f) and not isinstance(f, types.ModuleType) for f in (pretrain, train, merge)), (pretrain, train, merge)
+import dpbench.distill as d
+assert "run_distill" in dir(d) and d.run_distill.__module__ == "dpbench.distill.pipeline"
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]

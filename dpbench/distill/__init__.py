@@ -6,7 +6,7 @@ Names load on first use (`dpbench.lazy`): the training and merge modules import 
 and peft, and a command that only checks its arguments should not wait for them.
 """
 
-from ..lazy import lazy_exports
+from ..lazy import lazy_package
 
 _LAZY = {
     **dict.fromkeys(("LLADA_TARGETS", "DistillConfig", "LoraSettings", "TrainConfig", "TrajectoryConfig"), "config"),
@@ -19,6 +19,6 @@ _LAZY = {
                      "read_paper_dataset"), "trajectories"),
 }
 
-__getattr__ = lazy_exports(__name__, _LAZY, globals())
+lazy_package(__name__, _LAZY)
 
 __all__ = sorted(_LAZY)

@@ -5,7 +5,7 @@ transformers, seconds on a CPU) load on first use of their names, so a sampler o
 command that only validates its arguments stays fast.
 """
 
-from ..lazy import lazy_exports
+from ..lazy import lazy_package
 from .adapter import DiffusionLM
 
 _LAZY = {
@@ -17,7 +17,7 @@ _LAZY = {
 }
 
 
-__getattr__ = lazy_exports(__name__, _LAZY, globals())
+lazy_package(__name__, _LAZY)
 
 
 __all__ = ["DiffusionLM", *sorted(_LAZY)]

@@ -1,6 +1,6 @@
 """Training the built-in tiny models (`pretrain`). Names load on first use (`dpbench.lazy`)."""
 
-from ..lazy import lazy_exports
+from ..lazy import lazy_package
 
 _LAZY = {
     "save_model": "card",
@@ -9,7 +9,7 @@ _LAZY = {
                     "pretrain"),
 }
 
-__getattr__ = lazy_exports(__name__, _LAZY, globals())
+lazy_package(__name__, _LAZY)
 
 
 __all__ = sorted(_LAZY)
