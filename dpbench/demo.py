@@ -85,8 +85,8 @@ def run_demo(out: str | Path = DEFAULT_OUT, *, limit: int = 200, batch_size: int
     figures are this machine's; with it, finished samples are kept. ``task`` and
     ``runs`` (name, model, sampler, params) default to the shipped demo.
     ``threads`` (torch CPU threads while the demo runs, None = torch's default)
-    is 1 by default: the 0.9M-parameter model gains little from more, and on a
-    busy machine several spinning threads were 10x slower than one.
+    is 1 by default: the 0.9M-parameter model's matrices are too small to split
+    well across threads, and spinning threads compete with whatever else runs.
     """
     import torch
 
