@@ -200,7 +200,8 @@ def check_distill(teacher: str | None, task_name: str | None, cfg, stages, out: 
         needs_docs = "trajectories" in stages and not tc.dataset
         task = check_task(p, task_name, split=tc.split if needs_docs else None, limit=tc.limit)
     if task is not None:
-        check_sampler(p, "baseline", cfg.trajectories.params, task, what="trajectories.params (the teacher's baseline)")
+        tc = cfg.trajectories
+        check_sampler(p, tc.sampler, tc.params, task, what=f"trajectories.params (the teacher's {tc.sampler})")
     if cfg.trajectories.dataset and not Path(cfg.trajectories.dataset).exists():
         p.add(f"dataset {cfg.trajectories.dataset} does not exist")
     from .distill.train import FINAL, STATE

@@ -89,6 +89,24 @@ def test_distill_checks_teacher_task_params_and_stage_inputs(no_work, tmp_path):
     assert res.exit_code != 0 and "--stage merge needs a finished train stage" in _text(res) and no_work == []
 
 
+def test_distill_checks_the_trajectory_samplers_params(no_work, tmp_path):
+    """The teacher's decoding parameters are checked against the sampler the recipe names (the shipped
+    recipe decodes with dparallel + threshold), not against baseline."""
+    from dpbench.distill import DistillConfig
+    from dpbench.preflight import PreflightError, check_distill
+
+    shipped = DistillConfig.from_yaml("configs/distill/tiny-arith.yaml")
+    assert shipped.trajectories.sampler == "dparallel" and "threshold" in shipped.trajectories.params
+    check_distill("tiny-arith", "arith", shipped, ("trajectories",), tmp_path / "d")  # no error
+    traj = shipped.to_dict()["trajectories"]
+    with pytest.raises(ValueError, match="unknown parameter.*threshold for sampler 'baseline'"):
+        DistillConfig.from_dict({**shipped.to_dict(), "trajectories": {**traj, "sampler": "baseline"}})
+    wrong = DistillConfig.from_dict({**shipped.to_dict(), "trajectories": {**traj, "params": {"threshold": -0.5}}})
+    with pytest.raises(PreflightError, match="teacher's dparallel"):
+        check_distill("tiny-arith", "arith", wrong, ("trajectories",), tmp_path / "d")
+    assert no_work == []
+
+
 def test_offline_hub_model_without_a_cached_copy(monkeypatch, tmp_path):
     from dpbench.preflight import check_model
 
