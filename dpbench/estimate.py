@@ -99,8 +99,9 @@ def _time(fn, repeats: int = 2) -> float:
 
 def estimate_distill(teacher: str, task, cfg, stages, *, device: str | None = None,
                      log: Callable[[str], None] = print) -> float:
-    """Seconds for the trajectories stage (a probe decode with the teacher's baseline) and the train stage
-    (one micro-batch's two forwards and backward on the teacher, times micro-batches per step, times steps).
+    """Seconds for the trajectories stage (a probe decode with the recipe's teacher sampler) and the train
+    stage (one micro-batch's two forwards and backward on the teacher, times micro-batches per step, times
+    steps, plus the validation decodes every ``eval_every`` steps, probed on the teacher).
 
     Training is timed with every weight trainable: a LoRA step is cheaper, so the train estimate leans high.
     Merging takes a model load and a save (seconds to a minute), not estimated.
@@ -110,18 +111,19 @@ def estimate_distill(teacher: str, task, cfg, stages, *, device: str | None = No
     import torch
 
     from .distill.pipeline import answer_length, decode_params
+    from .distill.trajectories import trajectory_docs
     from .models import load_model
     from .samplers import build_sampler
 
     tc, tr = cfg.trajectories, cfg.train
     lm, tok = load_model(teacher, device=device)
-    n = len(task.docs(tc.split, tc.limit))
+    n = len(trajectory_docs(task, tc.split, tc.limit, tc.distinct))
     total = 0.0
     if "trajectories" in stages and not tc.dataset:
-        sampler = build_sampler("baseline", decode_params(task, cfg), task=task)
+        sampler = build_sampler(tc.sampler, decode_params(task, cfg), task=task)
         per = probe_seconds_per_problem(lm, tok, task, sampler, split=tc.split, batch_size=tc.batch_size)
         total += per * n
-        log(f"  trajectories: {n} prompts x {per:.3f} s = {fmt_seconds(per * n)}")
+        log(f"  trajectories ({tc.sampler}): {n} prompts x {per:.3f} s = {fmt_seconds(per * n)}")
     if "train" in stages:
         steps = tr.max_steps or max(1, math.ceil(tr.epochs * math.ceil(n / tr.batch_size) / tr.grad_accum))
         doc = task.docs(tc.split, 1)[0]
@@ -142,6 +144,14 @@ def estimate_distill(teacher: str, task, cfg, stages, *, device: str | None = No
         total += per * steps
         log(f"  train: {steps} optimizer steps x {tr.grad_accum} micro-batch(es) of {tr.batch_size} = "
             f"{fmt_seconds(per * steps)} (timed with every weight trainable; LoRA is faster)")
+        if tr.eval_every:
+            evals = steps // tr.eval_every + (1 if steps % tr.eval_every else 0)
+            n_eval = len(task.docs(tr.eval_split, tr.eval_limit)) * max(1, len(tr.eval_params))
+            sampler = build_sampler(tr.eval_sampler, {**(tr.eval_params or [{}])[0]}, task=task)
+            per = probe_seconds_per_problem(lm, tok, task, sampler, split=tr.eval_split, batch_size=tr.eval_batch_size)
+            total += per * n_eval * evals
+            log(f"  validation: {evals} x {n_eval} {tr.eval_split} problems x {per:.3f} s = "
+                f"{fmt_seconds(per * n_eval * evals)} (probed on the teacher; the student needs fewer forwards)")
     return total
 
 

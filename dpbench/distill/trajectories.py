@@ -28,6 +28,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..models.adapter import DiffusionLM
+from ..tasks.base import Task
 from ..textutil import decode_answers
 
 KEPT, REJECTED, STATS, SETTINGS = "trajectories.jsonl", "rejected.jsonl", "stats.json", "settings.json"
@@ -127,6 +128,18 @@ def _check_settings(out: Path, settings: dict[str, Any]) -> None:
         path.write_text(json.dumps(settings, indent=2))
 
 
+def trajectory_docs(task: Task, split: str, limit: int | None, distinct: bool) -> list:
+    """The documents the teacher decodes: the first ``limit`` of ``split``, each distinct prompt once
+    if ``distinct``."""
+    docs = task.docs(split=split, limit=limit)
+    if not docs:
+        raise ValueError(f"task {task.name!r} has no documents in split {split!r}")
+    if distinct:
+        seen: set[str] = set()
+        docs = [d for d in docs if not (d.question in seen or seen.add(d.question))]
+    return docs
+
+
 def generate_trajectories(
     lm: DiffusionLM,
     tokenizer,
@@ -153,15 +166,10 @@ def generate_trajectories(
     from ..samplers import build_sampler  # task defaults the sampler takes, then ours (one resolution path)
 
     smp = build_sampler(sampler, dict(params or {}), task=task)
-    docs = task.docs(split=split, limit=limit)
-    if not docs:
-        raise ValueError(f"task {task.name!r} has no documents in split {split!r}")
+    docs = trajectory_docs(task, split, limit, distinct)
     provenance = {"teacher": teacher or lm.name, "task": task.name, "split": split,
                   "sampler": smp.name, "params": smp.params()}
     _check_settings(out, {**provenance, "distinct": distinct, "seed": seed})
-    if distinct:
-        seen: set[str] = set()
-        docs = [d for d in docs if not (d.question in seen or seen.add(d.question))]
     for name in (KEPT, REJECTED):
         _repair(out / name)
     kept_rows, rejected_rows = _read_jsonl(out / KEPT), _read_jsonl(out / REJECTED)
