@@ -98,18 +98,19 @@ def check_model(name: str) -> None:
 
 
 def check_task(problems: Problems, name: str, *, data_file: str | None = None, split: str | None = "test",
-               limit: int | None = None, need: int | None = None):
+               limit: int | None = None, need: int | None = None, options: dict | None = None):
     """The task object (or None, with the problem recorded); with ``split``, its documents must load."""
     from .tasks import get_task
 
     if data_file is not None and not Path(data_file).is_file():
         problems.add(f"data file {data_file} does not exist")
         return None
-    kwargs = {"data_file": data_file} if data_file is not None else {}
+    kwargs = {**(options or {}), **({"data_file": data_file} if data_file is not None else {})}
     try:
         task = get_task(name, **kwargs)
     except TypeError:
-        problems.add(f"task {name!r} is built in and takes no --data-file")
+        given = ", ".join("--data-file" if k == "data_file" else f"task option {k!r}" for k in kwargs)
+        problems.add(f"task {name!r} does not take {given}")
         return None
     except ValueError as err:
         problems.add(str(err))
@@ -198,7 +199,8 @@ def check_distill(teacher: str | None, task_name: str | None, cfg, stages, out: 
     else:
         tc = cfg.trajectories
         needs_docs = "trajectories" in stages and not tc.dataset
-        task = check_task(p, task_name, split=tc.split if needs_docs else None, limit=tc.limit)
+        task = check_task(p, task_name, split=tc.split if needs_docs else None, limit=tc.limit,
+                          options=cfg.task_options)
     if task is not None:
         tc = cfg.trajectories
         check_sampler(p, tc.sampler, tc.params, task, what=f"trajectories.params (the teacher's {tc.sampler})")

@@ -226,3 +226,23 @@ def test_lr_schedules():
     assert [lr_factor(s, paper, 10) for s in (0, 9)] == [1.0, 1.0]  # the paper's constant rate
     with pytest.raises(ValueError, match="lr_decay must be one of none, cosine, linear, got 'cos'"):
         DistillConfig.from_dict({"train": {"lr_decay": "cos"}})
+
+
+def test_task_options_reach_the_task_and_are_checked(tmp_path):
+    """`task_options` builds the task the recipe names (validation_fraction 0: the pool the first student
+    was distilled from, validation multisets included); a bad option is refused before any work."""
+    from dpbench.distill import DistillConfig
+    from dpbench.distill.trajectories import trajectory_docs
+    from dpbench.preflight import PreflightError, check_distill
+    from dpbench.tasks import get_task
+
+    cfg = DistillConfig.from_dict({"task_options": {"validation_fraction": 0}})
+    pool = trajectory_docs(get_task("arith", **cfg.task_options), "train", None, True)
+    split = trajectory_docs(get_task("arith"), "train", None, True)
+    assert len(pool) > len(split)  # the held-out validation multisets are back in the training pool
+    assert {d.question for d in split} < {d.question for d in pool}
+    with pytest.raises(PreflightError, match="unknown arith option"):
+        check_distill("tiny-arith", "arith", DistillConfig.from_dict({"task_options": {"bogus": 1}}),
+                      ("trajectories",), tmp_path / "d")
+    with pytest.raises(ValueError, match="task_options"):
+        DistillConfig.from_dict({"task_options": [1, 2]})

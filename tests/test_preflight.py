@@ -90,12 +90,12 @@ def test_distill_checks_teacher_task_params_and_stage_inputs(no_work, tmp_path):
 
 
 def test_distill_checks_the_trajectory_samplers_params(no_work, tmp_path):
-    """The teacher's decoding parameters are checked against the sampler the recipe names (the shipped
+    """The teacher's decoding parameters are checked against the sampler the recipe names (ablation a7
     recipe decodes with dparallel + threshold), not against baseline."""
     from dpbench.distill import DistillConfig
     from dpbench.preflight import PreflightError, check_distill
 
-    shipped = DistillConfig.from_yaml("configs/distill/tiny-arith.yaml")
+    shipped = DistillConfig.from_yaml("configs/distill/ablations/a7-dparallel-dual-traj.yaml")
     assert shipped.trajectories.sampler == "dparallel" and "threshold" in shipped.trajectories.params
     check_distill("tiny-arith", "arith", shipped, ("trajectories",), tmp_path / "d")  # no error
     traj = shipped.to_dict()["trajectories"]

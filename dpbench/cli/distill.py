@@ -54,7 +54,7 @@ def distill(
             from ..estimate import estimate_distill, fmt_seconds
             from ..tasks import get_task
 
-            typer.echo(f"estimate: about {fmt_seconds(estimate_distill(teacher_name, get_task(task_name), cfg, stages, device=device, log=typer.echo))}")
+            typer.echo(f"estimate: about {fmt_seconds(estimate_distill(teacher_name, get_task(task_name, **cfg.task_options), cfg, stages, device=device, log=typer.echo))}")
         report = run_distill(teacher_name, task_name, out, cfg, stages=stages, device=device, name=name)
     except (ValueError, OSError) as err:
         raise cli_error(err) from None

@@ -164,6 +164,8 @@ class LoraSettings:
 class DistillConfig:
     teacher: str | None = None  # the CLI's --teacher wins
     task: str | None = None  # the CLI's --task wins
+    # Options of the task (e.g. arith's validation_fraction: 0 = the pool before validation was held out).
+    task_options: dict[str, Any] = field(default_factory=dict)
     threads: int | None = None  # torch CPU threads for every stage (None: torch's default)
     trajectories: TrajectoryConfig = field(default_factory=TrajectoryConfig)
     train: TrainConfig = field(default_factory=TrainConfig)

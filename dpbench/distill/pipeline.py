@@ -69,7 +69,7 @@ def run_distill(
     if bad:
         raise ValueError(f"unknown stage(s) {bad}; valid: {', '.join(STAGES)}")
     if isinstance(task, str):
-        task = get_task(task)
+        task = get_task(task, **cfg.task_options)
     if cfg.threads:
         import torch
 
