@@ -35,9 +35,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 # README command prefix -> extra arguments appended, and why (the README states the same).
 SHORTER = {
-    "dpbench distill": ("--limit 200 --max-steps 10", "the full recipe takes ~55 min on 2 cores"),
+    "dpbench distill": ("--limit 200 --max-steps 10", "the full recipe takes ~30 min on 2 cores"),
     "dpbench sweep": ("--limit 20", "4 thresholds x 2 models x 500 problems take ~25 min"),
-    "dpbench pretrain": ("--steps 20 --batch-size 16 --eval-limit 20", "the full recipe takes hours on a CPU"),
+    "dpbench pretrain": ("--steps 20 --batch-size 16 --eval-limit 20", "the full recipes take 25 min (CPU recipe) to hours on a CPU"),
 }
 HUB_MODELS = ("GSAI-ML/", "Zigeng/", "Dream-org/")
 SETUP = "bash scripts/setup.sh"
