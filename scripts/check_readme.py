@@ -160,8 +160,14 @@ def main() -> int:
     rows = run_all(where, Path(args.out), args.skip_tests, log, args.only)
     if args.only is not None and (Path(args.out) / "check.json").is_file():
         old = json.loads((Path(args.out) / "check.json").read_text())
-        new = {r["command"]: r for r in rows}
-        rows = [new.get(r["command"], r) for r in old["rows"]]
+        key = lambda cmd: cmd.split("  #")[0].strip()  # noqa: E731 (a comment's timing may have changed)
+        new = {key(r["command"]): r for r in rows}
+        earlier = {key(r["command"]): r for r in old["rows"]}
+        # The README's commands in order: this run's rows, else the earlier run's; rows of commands the
+        # README no longer has are dropped, and a command the earlier run never saw is listed as not run.
+        rows = [new.get(key(cmd)) or earlier.get(key(cmd)) or {"command": cmd, "run": "not run yet",
+                                                               "status": "not run", "seconds": None}
+                for _lang, cmd in commands(where / "README.md") if not cmd.startswith(SETUP)]
         setup_s = old.get("setup_seconds")
     write(rows, Path(args.out), setup_s, where)
     bad = [r for r in rows if r["status"].startswith(("FAILED", "UNEXPECTED"))]

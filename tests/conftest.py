@@ -46,6 +46,15 @@ def tiny_lm(char_tokenizer) -> DiffusionLM:
 
 
 @pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory, char_tokenizer, tiny_lm) -> str:
+    """`tiny_lm` saved as a local model directory (what `--model DIR` / `pretrained=DIR` load)."""
+    d = tmp_path_factory.mktemp("tiny")
+    tiny_lm.module.save_pretrained(d)
+    char_tokenizer.save_pretrained(d)
+    return str(d)
+
+
+@pytest.fixture(scope="session")
 def bert_lm(char_tokenizer) -> DiffusionLM:
     """A transformers masked LM (BERT) with random weights, driven through the same adapter."""
     from transformers import BertConfig, BertForMaskedLM

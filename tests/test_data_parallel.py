@@ -15,14 +15,6 @@ from dpbench.runner import RunConfig, read_records, run
 KEYS = ("doc_id", "correct", "nfe", "gen_tokens", "prompt_tokens", "completion", "extracted")
 
 
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory, char_tokenizer, tiny_lm):
-    d = tmp_path_factory.mktemp("tiny")
-    tiny_lm.module.save_pretrained(d)
-    char_tokenizer.save_pretrained(d)
-    return d
-
-
 def _rows(path: Path) -> list[dict]:
     return [{k: r[k] for k in KEYS} for r in read_records(path / "samples.jsonl")]
 

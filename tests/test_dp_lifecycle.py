@@ -16,14 +16,6 @@ import pytest
 LAUNCHER_ENV = "DPBENCH_LAUNCHER_PID"
 
 
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory, char_tokenizer, tiny_lm):
-    d = tmp_path_factory.mktemp("tiny")
-    tiny_lm.module.save_pretrained(d)
-    char_tokenizer.save_pretrained(d)
-    return d
-
-
 def _launched_by(launcher: int) -> list[int]:
     """Every process started under this launcher (the torchrun agent and the ranks carry its pid)."""
     mark = f"{LAUNCHER_ENV}={launcher}".encode()

@@ -233,14 +233,6 @@ def test_generate_until_reuses_only_identical_requests(tiny_lm, char_tokenizer, 
         _dpbench_lm(tiny_lm, char_tokenizer, resume=True)
 
 
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory, char_tokenizer, tiny_lm):
-    d = tmp_path_factory.mktemp("tiny")
-    tiny_lm.module.save_pretrained(d)
-    char_tokenizer.save_pretrained(d)
-    return str(d)
-
-
 def test_lmeval_engine_run_resumes_after_interrupt(tiny_dir, tmp_path, monkeypatch):
     """`dpbench run gsm8k` (lm-eval engine) killed after two batches: the rerun decodes only the rest,
     and its samples.jsonl equals an uninterrupted run's."""

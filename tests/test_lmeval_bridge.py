@@ -71,14 +71,6 @@ def test_refused_gen_kwargs_fail_before_anything_is_decoded(tiny_lm, char_tokeni
     assert decoded == [] and dl.records == []
 
 
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory, char_tokenizer, tiny_lm):
-    d = tmp_path_factory.mktemp("tiny-bridge")
-    tiny_lm.module.save_pretrained(d)
-    char_tokenizer.save_pretrained(d)
-    return str(d)
-
-
 def test_pretrained_key_records_dir_and_all_argument_problems_at_once(tiny_dir, tmp_path, monkeypatch):
     import dpbench.models.loading as loading
     from dpbench.preflight import PreflightError
