@@ -39,6 +39,22 @@ def make_tiny_llada(tokenizer, *, seed: int = 0, sharpen: float = 80.0, d_model:
     return model
 
 
+def save_tiny_model(path, *, sharpen: float | None = None, **config) -> str:
+    """Save a random built-in model (seed 0; 1 layer, d_model 32 unless ``config`` says otherwise) with the
+    character tokenizer into ``path``; ``sharpen`` scales the output head as in `make_tiny_llada`."""
+    tok = build_char_tokenizer()
+    cfg = LLaDAConfig(**{"d_model": 32, "n_layers": 1, "n_heads": 2, "mlp_hidden_size": 64, "max_sequence_length": 128,
+                         **config}, vocab_size=len(tok), mask_token_id=tok.mask_token_id)
+    torch.manual_seed(0)
+    model = LLaDAModelLM(cfg)
+    if sharpen is not None:
+        with torch.no_grad():
+            model.model.transformer.ff_out.weight.mul_(sharpen)
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    return str(path)
+
+
 @pytest.fixture(scope="session")
 def tiny_lm(char_tokenizer) -> DiffusionLM:
     model = make_tiny_llada(char_tokenizer)

@@ -7,7 +7,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-import torch
+from conftest import save_tiny_model
 from typer.testing import CliRunner
 
 from dpbench.cli import app
@@ -125,17 +125,7 @@ def test_code_arith_targets_pass_and_docs_are_deterministic():
 
 @pytest.fixture(scope="module")
 def tiny_model_dir(tmp_path_factory) -> str:
-    from dpbench.models import LLaDAConfig, LLaDAModelLM, build_char_tokenizer
-
-    tok = build_char_tokenizer()
-    cfg = LLaDAConfig(d_model=32, n_layers=1, n_heads=2, mlp_hidden_size=64, vocab_size=len(tok),
-                      max_sequence_length=256, mask_token_id=tok.mask_token_id)
-    torch.manual_seed(0)
-    model = LLaDAModelLM(cfg)
-    path = tmp_path_factory.mktemp("tiny-code")
-    model.save_pretrained(path)
-    tok.save_pretrained(path)
-    return str(path)
+    return save_tiny_model(tmp_path_factory.mktemp("tiny-code"), max_sequence_length=256)
 
 
 def test_code_arith_end_to_end_with_tiny_model_and_rescore(tiny_model_dir, tmp_path):

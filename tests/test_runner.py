@@ -11,7 +11,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-import torch
+from conftest import save_tiny_model
 
 from dpbench.runner import RunConfig, RunConfigMismatch, read_records, read_trace, run
 from dpbench.samplers import build_sampler
@@ -45,19 +45,8 @@ FakeRunnerTask = globals()["FakeRunnerTask"]
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory) -> str:
-    from dpbench.models import LLaDAConfig, LLaDAModelLM, build_char_tokenizer
-
-    tok = build_char_tokenizer()
-    cfg = LLaDAConfig(d_model=32, n_layers=1, n_heads=2, mlp_hidden_size=64, vocab_size=len(tok),
-                      max_sequence_length=128, mask_token_id=tok.mask_token_id)
-    torch.manual_seed(0)
-    model = LLaDAModelLM(cfg)
-    with torch.no_grad():  # sharper logits: some positions confident, some not, so thresholds matter
-        model.model.transformer.ff_out.weight.mul_(80.0)
-    path = tmp_path_factory.mktemp("tiny")
-    model.save_pretrained(path)
-    tok.save_pretrained(path)
-    return str(path)
+    # sharper logits: some positions confident, some not, so thresholds matter
+    return save_tiny_model(tmp_path_factory.mktemp("tiny"), sharpen=80.0)
 
 
 def _cfg(model: str, out: Path, **kw) -> RunConfig:
